@@ -1,0 +1,179 @@
+"""The option schema: one declaration drives the CLI, files and validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import run_cli
+from trainer.config import (BY_NAME, MODES, OPTIONS, Config, ConfigError, load_config,
+                            options_for, parse_args, save_config, to_argv, validate)
+from trainer.config.validate import errors
+
+SEED_OPTIONS = """pretrained_model_name_or_path train_data_dir reg_data_dir output_dir output_name
+prior_loss_weight resolution train_batch_size learning_rate max_train_steps use_8bit_adam xformers
+mem_eff_attn mixed_precision cache_latents gradient_checkpointing enable_bucket min_bucket_reso
+max_bucket_reso color_aug flip_aug seed save_every_n_epochs save_state resume save_precision
+save_model_as logging_dir log_prefix lr_scheduler lr_warmup_steps full_fp16 v2 v_parameterization
+debug_dataset stop_text_encoder_training vae no_token_padding caption_extension
+shuffle_caption""".split()
+
+AWKWARD_TEXT = "C:\\Users\\Zoë \"Q\"/my 'data' #1"
+
+
+def non_default(option, mode):
+    """A valid value for `option` that differs from its default."""
+    default = option.default_for(mode)
+    if option.choices:
+        return next((c for c in option.choices if c != default), default)
+    if option.type is bool:
+        return not default
+    if option.type is int:
+        low = int(option.minimum) if option.minimum is not None else 0
+        value = low + 3
+        return value if value != default else value + 1
+    if option.type is float:
+        value = (option.minimum or 0.0) + 0.25
+        if option.maximum is not None:
+            value = min(value, option.maximum)
+        return value if value != default else value / 2
+    if option.type is list:
+        return ["weight_decay=0.01", "betas=0.9,0.99"]
+    if option.name == "resolution":
+        return "768,512"
+    return AWKWARD_TEXT
+
+
+def full_config(mode):
+    return Config(mode, {o.name: non_default(o, mode) for o in options_for(mode)})
+
+
+def test_seed_options_exist():
+    missing = [name for name in SEED_OPTIONS if name not in BY_NAME]
+    assert not missing
+
+
+def test_every_option_is_fully_declared():
+    for option in OPTIONS:
+        assert option.help.strip() and option.group, option.name
+        assert option.modes and set(option.modes) <= set(MODES), option.name
+        if option.choices and option.default is not None:
+            assert option.default in option.choices, option.name
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_every_option_round_trips_through_files(tmp_path, mode, suffix):
+    cfg = full_config(mode)
+    changeable = {o.name for o in options_for(mode) if not o.choices or len(o.choices) > 1}
+    assert cfg.changed().keys() == changeable
+    path = save_config(cfg, tmp_path / f"run{suffix}")
+    assert load_config(path, mode) == cfg
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_option_round_trips_through_the_command_line(mode):
+    cfg = full_config(mode)
+    parsed, _ = parse_args(mode, to_argv(cfg))
+    assert parsed == cfg
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_defaults_round_trip_through_toml(tmp_path, mode):
+    cfg = Config(mode)  # unset (None) values are absent from TOML and come back unset
+    assert load_config(save_config(cfg, tmp_path / "c.toml"), mode) == cfg
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_help_lists_every_option_of_the_mode(mode):
+    result = run_cli(mode, "--help", check=True)
+    for option in OPTIONS:
+        shown = f"{option.flag} " in result.stdout or f"{option.flag}\n" in result.stdout
+        assert shown == option.used_in(mode), option.name
+
+
+def test_seed_command_line_parses():
+    argv = ("--pretrained_model_name_or_path=model.safetensors --train_data_dir=img "
+            "--reg_data_dir=reg --output_dir=out --resolution=768,512 --train_batch_size=20 "
+            "--learning_rate=5e-6 --max_train_steps=800 --use_8bit_adam --xformers "
+            "--mixed_precision=bf16 --save_every_n_epochs=1 --save_state --save_precision=bf16 "
+            "--logging_dir=logs --enable_bucket --min_bucket_reso=384 --max_bucket_reso=1280 "
+            "--color_aug --flip_aug --gradient_checkpointing --seed 42").split()
+    cfg, _ = parse_args("db", argv)
+    assert cfg.resolution == "768,512" and cfg.learning_rate == 5e-6 and cfg.seed == 42
+    assert cfg.use_8bit_adam and cfg.flip_aug and not cfg.cache_latents
+    assert cfg.mixed_precision == "bf16" and cfg.max_bucket_reso == 1280
+
+
+def test_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"mode": "db", "learning_rate": 1e-5, "cache_latents": True}))
+    cfg, _ = parse_args("db", ["--config", str(path), "--learning_rate=3e-6",
+                               "--cache_latents=false"])
+    assert cfg.learning_rate == 3e-6 and cfg.cache_latents is False
+
+
+def test_mode_defaults_differ_where_declared():
+    assert Config("lora").learning_rate == 1e-4 and Config("db").learning_rate == 2e-6
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--resolution=500"], "--resolution: 500 is not divisible by 64"),
+    (["--resolution=512,abc"], "--resolution: '512,abc' is not N or W,H"),
+    (["--learning_rate=fast"], "--learning_rate: 'fast' is not a number"),
+    (["--train_batch_size=0"], "--train_batch_size: 0 is below the minimum 1"),
+    (["--mixed_precision=fp8"], "--mixed_precision: 'fp8' is not one of: no, fp16, bf16"),
+    (["--cache_latents", "--color_aug"], "--color_aug: cannot be used with cache_latents"),
+    (["--full_fp16", "--mixed_precision=bf16"], "--full_fp16: needs mixed_precision=fp16"),
+    (["--train_data_dir="], "--train_data_dir: no training images given"),
+    (["--learnig_rate=1"], "did you mean --learning_rate?"),
+    (["--network_dim=8"], "unrecognized arguments: --network_dim"),
+])
+def test_bad_values_give_one_named_line(tmp_path, args, needle):
+    base = ["--pretrained_model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+            "--train_data_dir", str(tmp_path)]
+    result = run_cli("db", *base, *args)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error_lines and all(len(line) < 300 for line in error_lines)
+
+
+def test_validate_reports_every_problem_at_once(tmp_path):
+    cfg = Config("db", {"resolution": "500", "cache_latents": True, "color_aug": True,
+                        "full_fp16": True, "mixed_precision": "bf16"})
+    named = {p.option for p in errors(validate(cfg))}
+    assert {"resolution", "color_aug", "full_fp16", "pretrained_model_name_or_path",
+            "output_dir", "train_data_dir"} <= named
+
+
+def test_unknown_key_in_a_file_is_named(tmp_path):
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps({"learning_rte": 1e-5}))
+    with pytest.raises(ConfigError, match="unknown option 'learning_rte'.*learning_rate"):
+        load_config(path, "db")
+
+
+def test_config_of_the_other_mode_is_refused(tmp_path):
+    path = save_config(Config("lora"), tmp_path / "lora.toml")
+    result = run_cli("db", "--config", path)
+    assert result.returncode == 2 and "is a LoRA config" in result.stderr
+
+
+def test_lora_only_key_in_db_file_is_named(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"network_dim": 8}))
+    with pytest.raises(ConfigError, match="network_dim.*only used by LoRA"):
+        load_config(path, "db")
+
+
+def test_output_config_writes_the_resolved_file(tmp_path):
+    out = tmp_path / "resolved.toml"
+    result = run_cli("lora", "--pretrained_model_name_or_path", str(tmp_path), "--output_dir",
+                     str(tmp_path), "--train_data_dir", str(tmp_path), "--network_dim=16",
+                     "--use_8bit_adam", "--output_config", str(out))
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(out, "lora")
+    assert cfg.network_dim == 16 and cfg.optimizer_type == "AdamW8bit"

@@ -1,0 +1,3 @@
+from trainer.commands import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""`python -m trainer <command> …`: one entry point for training and the tools.
+
+Each command lives in its own module and is imported only when used, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from .config import ConfigError
+from .errors import UserError
+
+# command -> (summary, "module:function"); the function takes argv and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("DreamBooth / fine-tune the U-Net and text encoder", "trainer.run_cli:main_db"),
+    "lora": ("train a LoRA network (kohya format)", "trainer.run_cli:main_lora"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: python -m trainer <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (summary, _) in COMMANDS.items()]
+    lines += ["", "Run 'python -m trainer <command> --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def _resolve(target: str) -> Callable[[list[str]], int]:
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def report_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        report_error(f"unknown command {command!r}. " + _usage().splitlines()[0])
+        return 2
+    try:
+        return _resolve(COMMANDS[command][1])(rest)
+    except (ConfigError, UserError) as err:
+        report_error(str(err))
+        return 2
+    except KeyboardInterrupt:
+        report_error("interrupted")
+        return 130

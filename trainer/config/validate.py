@@ -1,0 +1,235 @@
+"""Check a whole config at once and explain every problem in one line naming the option.
+
+The same messages are printed by the CLI and shown by the GUI's Check button.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .schema import Config
+from .values import ConfigError, parse_key_values
+
+MODEL_SUFFIXES = (".ckpt", ".safetensors", ".bin", ".pt", ".pth", ".yaml")
+NETWORK_ARG_KEYS = {"conv_dim": int, "conv_alpha": float}
+
+
+@dataclass(frozen=True)
+class Problem:
+    option: str | None
+    message: str
+    level: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        return f"--{self.option}: {self.message}" if self.option else self.message
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'512' -> (512, 512); '768,512' -> (768, 512) as (width, height)."""
+    parts = [p for p in str(text).split(",") if p != ""]
+    if len(parts) not in (1, 2):
+        raise ValueError(f"{text!r} is not N or W,H (e.g. 512 or 768,512)")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{text!r} is not N or W,H (e.g. 512 or 768,512)") from None
+    width, height = sizes if len(sizes) == 2 else sizes * 2
+    return width, height
+
+
+def looks_like_path(value: str) -> bool:
+    """A hub id is 'owner/name'; anything else with path syntax must exist on disk."""
+    if os.path.exists(value):
+        return True
+    if value.lower().endswith(MODEL_SUFFIXES) or "\\" in value or value.count("/") > 1:
+        return True
+    return value.startswith((".", "/", "~")) or bool(re.match(r"^[A-Za-z]:", value))
+
+
+def normalize(cfg: Config) -> list[Problem]:
+    """Apply settings that imply others (as sd-scripts does); return notes about it."""
+    notes = []
+    if cfg.use_8bit_adam and cfg.optimizer_type == "AdamW":
+        cfg.optimizer_type = "AdamW8bit"
+    if cfg.cache_latents_to_disk and not cfg.cache_latents:
+        cfg.cache_latents = True
+    ext = cfg.caption_extension
+    if ext and not ext.startswith("."):
+        cfg.caption_extension = "." + ext
+        notes.append(Problem("caption_extension", f"{ext!r} has no leading dot; using "
+                             f"{cfg.caption_extension!r}", "warning"))
+    if cfg.mode == "lora":
+        try:
+            extras = parse_key_values(cfg.network_args, "network_args")
+        except ConfigError:
+            return notes  # reported by validate()
+        for key, cast in NETWORK_ARG_KEYS.items():
+            if key in extras and cfg.get(key) is None:
+                try:
+                    setattr(cfg, key, cast(extras[key]))
+                except ValueError:
+                    pass  # reported by validate()
+    return notes
+
+
+def validate(cfg: Config, *, check_paths: bool = True) -> list[Problem]:
+    """Every problem of `cfg` (errors and warnings). `cfg` is normalized in place."""
+    problems = normalize(cfg)
+    for check in _CHECKS:
+        problems.extend(check(cfg))
+    if check_paths:
+        problems.extend(_check_paths(cfg))
+    return problems
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.level == "error"]
+
+
+def _required(cfg: Config):
+    if not cfg.pretrained_model_name_or_path:
+        yield Problem("pretrained_model_name_or_path",
+                      "no base model given; point it at a .safetensors/.ckpt file or a diffusers folder")
+    if not cfg.output_dir:
+        yield Problem("output_dir", "no output folder given; choose where models and samples go")
+    if not cfg.train_data_dir and not cfg.dataset_config:
+        yield Problem("train_data_dir",
+                      "no training images given; set train_data_dir (folder of '<repeats>_<identifier> "
+                      "<class>' folders) or dataset_config")
+    if not cfg.output_name or any(c in cfg.output_name for c in '/\\:*?"<>|'):
+        yield Problem("output_name", f"{cfg.output_name!r} is not a usable file name")
+
+
+def _resolution(cfg: Config):
+    try:
+        width, height = parse_resolution(cfg.resolution)
+    except ValueError as err:
+        yield Problem("resolution", str(err))
+        return
+    if width <= 0 or height <= 0 or width % 64 or height % 64:
+        yield Problem("resolution", f"{cfg.resolution} is not divisible by 64; use multiples of 64 "
+                      "such as 512 or 768,512")
+    if cfg.enable_bucket:
+        step = cfg.bucket_reso_steps
+        if step % 8:
+            yield Problem("bucket_reso_steps", f"{step} is not a multiple of 8 (the VAE's scale)")
+        if cfg.min_bucket_reso > cfg.max_bucket_reso:
+            yield Problem("min_bucket_reso", f"{cfg.min_bucket_reso} is larger than max_bucket_reso "
+                          f"{cfg.max_bucket_reso}")
+        for name in ("min_bucket_reso", "max_bucket_reso"):
+            if step and cfg.get(name) % step:
+                yield Problem(name, f"{cfg.get(name)} is not divisible by bucket_reso_steps {step}")
+        if cfg.min_bucket_reso > min(width, height):
+            yield Problem("min_bucket_reso", f"{cfg.min_bucket_reso} is larger than the resolution's "
+                          f"short side {min(width, height)}; lower it")
+
+
+def _augmentation(cfg: Config):
+    if cfg.cache_latents:
+        if cfg.color_aug:
+            yield Problem("color_aug", "cannot be used with cache_latents (cached latents cannot change "
+                          "color); turn one of them off")
+        if cfg.random_crop:
+            yield Problem("random_crop", "cannot be used with cache_latents (a cached crop is fixed); "
+                          "turn one of them off")
+
+
+def _precision(cfg: Config):
+    if cfg.full_fp16 and cfg.mixed_precision != "fp16":
+        hint = "bf16 does not work with it" if cfg.mixed_precision == "bf16" else "it needs fp16"
+        yield Problem("full_fp16", f"needs mixed_precision=fp16 ({hint}); set mixed_precision=fp16 "
+                      "or drop full_fp16")
+    if cfg.xformers and cfg.mem_eff_attn:
+        yield Problem("mem_eff_attn", "ignored because xformers is also set", "warning")
+
+
+def _optimizer(cfg: Config):
+    if cfg.use_8bit_adam and cfg.optimizer_type not in ("AdamW", "AdamW8bit"):
+        yield Problem("use_8bit_adam", f"conflicts with optimizer_type={cfg.optimizer_type}; "
+                      "keep only one of them")
+    try:
+        parse_key_values(cfg.optimizer_args, "optimizer_args")
+    except ConfigError as err:
+        yield Problem("optimizer_args", err.message)
+    if cfg.lr_warmup_steps and cfg.lr_scheduler == "constant":
+        yield Problem("lr_warmup_steps", "has no effect with lr_scheduler=constant; use "
+                      "constant_with_warmup", "warning")
+
+
+def _saving(cfg: Config):
+    if cfg.mode == "lora" and cfg.save_model_as in ("diffusers", "diffusers_safetensors"):
+        yield Problem("save_model_as", "a LoRA is saved as safetensors or ckpt, not as a diffusers folder")
+    if (cfg.sample_every_n_steps or cfg.sample_every_n_epochs or cfg.sample_at_first) \
+            and not cfg.sample_prompts:
+        yield Problem("sample_prompts", "no prompt file given, so no sample images will be made",
+                      "warning")
+
+
+def _network(cfg: Config):
+    if cfg.mode != "lora":
+        return
+    if cfg.network_train_unet_only and cfg.network_train_text_encoder_only:
+        yield Problem("network_train_unet_only", "and network_train_text_encoder_only together "
+                      "train nothing; keep one")
+    try:
+        extras = parse_key_values(cfg.network_args, "network_args")
+    except ConfigError as err:
+        yield Problem("network_args", err.message)
+        return
+    for key, value in extras.items():
+        cast = NETWORK_ARG_KEYS.get(key)
+        if cast is None:
+            yield Problem("network_args", f"unknown key {key!r}; supported: "
+                          f"{', '.join(NETWORK_ARG_KEYS)}")
+            continue
+        try:
+            cast(value)
+        except ValueError:
+            yield Problem("network_args", f"{key}={value!r} is not a number")
+    if cfg.conv_alpha is not None and cfg.conv_dim is None:
+        yield Problem("conv_alpha", "has no effect without conv_dim", "warning")
+    if cfg.dim_from_weights and not cfg.network_weights:
+        yield Problem("dim_from_weights", "needs network_weights (the file to read the rank from)")
+
+
+def _model_flags(cfg: Config):
+    if cfg.v_parameterization and not cfg.v2:
+        yield Problem("v_parameterization", "is set without v2; that is right only for rare v-prediction "
+                      "SD 1.x models", "warning")
+
+
+_CHECKS = (_required, _resolution, _augmentation, _precision, _optimizer, _saving, _network,
+           _model_flags)
+
+_EXISTING = {
+    "train_data_dir": ("dir", "a folder of '<repeats>_<identifier> <class>' folders"),
+    "reg_data_dir": ("dir", "a folder of '<repeats>_<class>' folders"),
+    "dataset_config": ("file", "an sd-scripts dataset .toml file"),
+    "sample_prompts": ("file", "a text file with one prompt per line"),
+    "resume": ("dir", "a '-state' folder written by save_state"),
+    "network_weights": ("file", "a LoRA .safetensors file"),
+}
+_MAYBE_HUB = ("pretrained_model_name_or_path", "vae", "tokenizer")
+
+
+def _check_paths(cfg: Config):
+    for name, (kind, what) in _EXISTING.items():
+        value = cfg.get(name)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.exists():
+            yield Problem(name, f"{value} does not exist; give {what}")
+        elif kind == "dir" and not path.is_dir():
+            yield Problem(name, f"{value} is a file; give {what}")
+        elif kind == "file" and not path.is_file():
+            yield Problem(name, f"{value} is a folder; give {what}")
+    for name in _MAYBE_HUB:
+        value = cfg.get(name)
+        if value and looks_like_path(value) and not Path(value).expanduser().exists():
+            yield Problem(name, f"{value} does not exist (not a file, folder or hub id)")
+    if cfg.output_dir and Path(cfg.output_dir).expanduser().is_file():
+        yield Problem("output_dir", f"{cfg.output_dir} is a file; give a folder")

@@ -1,0 +1,135 @@
+"""Turn raw values (command-line strings, JSON, TOML, GUI widgets) into typed option values."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from .schema import Option
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+class ConfigError(ValueError):
+    """A bad option value; `str()` is the one-line message shown to the user."""
+
+    def __init__(self, option: str | None, message: str):
+        self.option = option
+        self.message = message
+        super().__init__(f"--{option}: {message}" if option else message)
+
+
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (int, float)) and raw in (0, 1):
+        return bool(raw)
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise ValueError(f"{raw!r} is not true or false")
+
+
+def _parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a whole number")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        raw = raw.strip()
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a whole number") from None
+    if not number.is_integer():
+        raise ValueError(f"{raw!r} is not a whole number")
+    return int(number)
+
+
+def _parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a number")
+    try:
+        return float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a number") from None
+
+
+def _parse_list(raw: Any) -> list[str]:
+    if isinstance(raw, (list, tuple)):
+        return [str(item) for item in raw]
+    if isinstance(raw, str):
+        return shlex.split(raw)
+    raise ValueError(f"{raw!r} is not a list of key=value texts")
+
+
+def normalize_resolution(raw: Any) -> str:
+    """512 -> "512"; "768, 512" / [768, 512] -> "768,512"."""
+    if isinstance(raw, (list, tuple)):
+        raw = ",".join(str(part) for part in raw)
+    text = str(raw).replace(" ", "").strip("()[]")
+    return text
+
+
+_PARSERS = {bool: parse_bool, int: _parse_int, float: _parse_float, list: _parse_list, str: str}
+_NORMALIZERS = {"resolution": normalize_resolution}
+
+
+def coerce(option: Option, raw: Any) -> Any:
+    """Return the typed value for `raw`, or raise ConfigError naming the option."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and option.type is not str):
+        if option.type is list:
+            return []
+        if option.type is bool and raw is not None:
+            return False
+        if option.nullable:
+            return None
+        raise ConfigError(option.name, f"needs a value (default: {option.default!r})")
+    if option.type is str and isinstance(raw, str) and raw.strip() == "" and option.nullable:
+        return None
+    try:
+        value = _PARSERS[option.type](raw)
+    except ValueError as err:
+        raise ConfigError(option.name, str(err)) from None
+    if option.name in _NORMALIZERS:
+        value = _NORMALIZERS[option.name](value)
+    if option.choices is not None:
+        value = _match_choice(option, value)
+    _check_range(option, value)
+    return value
+
+
+def _match_choice(option: Option, value: Any) -> Any:
+    for choice in option.choices:
+        if value == choice or (isinstance(value, str) and str(choice).lower() == value.lower()):
+            return choice
+    allowed = ", ".join(str(c) for c in option.choices)
+    raise ConfigError(option.name, f"{value!r} is not one of: {allowed}")
+
+
+def _check_range(option: Option, value: Any) -> None:
+    if option.type not in (int, float):
+        return
+    if option.minimum is not None and value < option.minimum:
+        raise ConfigError(option.name, f"{value} is below the minimum {_fmt(option.minimum)}")
+    if option.maximum is not None and value > option.maximum:
+        raise ConfigError(option.name, f"{value} is above the maximum {_fmt(option.maximum)}")
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def parse_key_values(items: list[str], option_name: str) -> dict[str, str]:
+    """["weight_decay=0.01", "betas=0.9,0.99"] -> {"weight_decay": "0.01", ...}."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(option_name, f"{item!r} is not key=value (e.g. weight_decay=0.01)")
+        result[key.strip()] = value.strip()
+    return result
