@@ -1,0 +1,208 @@
+"""The run folder and its event stream: written by the trainer, read by the GUI.
+
+Every run owns one folder (its output_dir):
+
+    config.toml     the fully resolved options the run was started with
+    events.jsonl    one JSON object per line, appended and flushed
+    trainer.log     stdout/stderr of the trainer process (written by whoever spawned it)
+    samples/        sample images
+    stop.request    created by anyone who wants the run to stop gracefully
+
+Event kinds and their fields (every event also has "kind" and "time"):
+
+    start     total_steps, total_epochs, steps_per_epoch, mode, pid, first_step, dataset{...}
+    progress  phase, done, total            (e.g. phase="caching latents")
+    step      step, epoch, loss, lr, seconds_per_step, eta_seconds
+    sample    step, epoch, path, prompt
+    save      step, epoch, path, what ("model" | "state")
+    warning   message
+    error     message, hint
+    end       status ("finished" | "stopped" | "failed"), step
+
+Pure standard library, so the GUI can read runs without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+CONFIG_FILE = "config.toml"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "trainer.log"
+SAMPLES_DIR = "samples"
+STOP_FILE = "stop.request"
+END_STATUSES = ("finished", "stopped", "failed")
+
+
+class EventWriter:
+    """Appends one JSON line per event and flushes it at once (the GUI tails the file)."""
+
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True):
+        self.path = Path(run_dir) / EVENTS_FILE
+        self._handle = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")
+
+    def emit(self, kind: str, **fields: Any) -> dict:
+        event = {"kind": kind, "time": round(time.time(), 3), **fields}
+        if self._handle is not None:
+            self._handle.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            self._handle.flush()
+        return event
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
+    """Events appended since byte `offset`, and the offset to continue from.
+
+    A line still being written (no trailing newline yet) is left for the next call.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    events = []
+    consumed = 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        consumed += len(line)
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a damaged line must not hide the rest of the run
+    return events, offset + consumed
+
+
+def request_stop(run_dir: str | os.PathLike) -> Path:
+    """Ask a running trainer to stop after the current step (it saves state and model)."""
+    path = Path(run_dir) / STOP_FILE
+    path.write_text(str(time.time()), encoding="utf-8")
+    return path
+
+
+def stop_requested(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, int(pid))
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunState:
+    """What the GUI shows about one run, folded from its events."""
+
+    run_dir: Path
+    status: str = "new"  # new | running | finished | stopped | failed
+    mode: str | None = None
+    pid: int | None = None
+    step: int = 0
+    epoch: int = 0
+    total_steps: int | None = None
+    seconds_per_step: float | None = None
+    eta_seconds: float | None = None
+    started: float | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+    saves: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: dict | None = None
+    phase: dict | None = None
+    offset: int = 0
+
+    def apply(self, events: Iterable[dict]) -> "RunState":
+        for event in events:
+            handler = getattr(self, "_on_" + str(event.get("kind")), None)
+            if handler:
+                handler(event)
+        return self
+
+    def refresh(self) -> "RunState":
+        """Read what was appended since the last call."""
+        events, self.offset = read_events(self.run_dir / EVENTS_FILE, self.offset)
+        self.apply(events)
+        if self.status == "running" and not pid_alive(self.pid):
+            self.status = "failed"  # the process is gone without writing "end"
+            self.error = self.error or {"message": "the trainer process ended unexpectedly",
+                                        "hint": f"see {self.run_dir / LOG_FILE}"}
+        return self
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def _on_start(self, e: dict) -> None:
+        self.status, self.mode, self.pid = "running", e.get("mode"), e.get("pid")
+        self.total_steps = e.get("total_steps")
+        self.step = e.get("first_step", 0)
+        self.started = e.get("time")
+        self.error = None
+
+    def _on_progress(self, e: dict) -> None:
+        self.phase = e
+
+    def _on_step(self, e: dict) -> None:
+        self.phase = None
+        self.step, self.epoch = e["step"], e.get("epoch", self.epoch)
+        self.seconds_per_step = e.get("seconds_per_step")
+        self.eta_seconds = e.get("eta_seconds")
+        if e.get("loss") is not None:
+            self.losses.append((e["step"], float(e["loss"])))
+
+    def _on_sample(self, e: dict) -> None:
+        self.samples.append(e)
+
+    def _on_save(self, e: dict) -> None:
+        self.saves.append(e)
+
+    def _on_warning(self, e: dict) -> None:
+        self.warnings.append(e.get("message", ""))
+
+    def _on_error(self, e: dict) -> None:
+        self.error = e
+
+    def _on_end(self, e: dict) -> None:
+        self.status = e.get("status", "finished")
+        self.step = e.get("step", self.step)
+
+
+def load_run(run_dir: str | os.PathLike) -> RunState:
+    return RunState(Path(run_dir)).refresh()
