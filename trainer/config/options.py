@@ -73,8 +73,9 @@ OPTIONS: list[Option] = [
         _o("output_dir", str, None,
            "Run folder: models, samples, state, config.toml and events.jsonl are written here.",
            path="dir"),
-        _o("output_name", str, "last",
-           "File name (without extension) of the final model; epoch saves add -000001 etc."),
+        _o("output_name", str, None,
+           "File name (without extension) of saved models. Unset: the final model is 'last', "
+           "epoch saves 'epoch-000001', step saves 'at-step00000100' (as in sd-scripts)."),
         _o("dataset_config", str, None,
            "sd-scripts dataset TOML ([general], [[datasets]], [[datasets.subsets]]) used instead "
            "of train_data_dir/reg_data_dir.", path="file", advanced=True),

@@ -99,7 +99,7 @@ def _required(cfg: Config):
         yield Problem("train_data_dir",
                       "no training images given; set train_data_dir (folder of '<repeats>_<identifier> "
                       "<class>' folders) or dataset_config")
-    if not cfg.output_name or any(c in cfg.output_name for c in '/\\:*?"<>|'):
+    if cfg.output_name is not None and any(c in cfg.output_name for c in '/\\:*?"<>|'):
         yield Problem("output_name", f"{cfg.output_name!r} is not a usable file name")
 
 

@@ -1,0 +1,127 @@
+"""Names of saved models and state folders, retention of old saves, training-state I/O.
+
+Names follow sd-scripts: without output_name the final model is `last`, epoch saves are
+`epoch-000001`, step saves `at-step00000100`; with output_name they all start with it. A state
+folder is the model name plus `-state`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import atomic
+from ..errors import UserError
+
+STATE_FILE = "train_state.json"
+MODEL_EXTENSIONS = {"safetensors": ".safetensors", "ckpt": ".ckpt", "pt": ".pt",
+                    "diffusers": "", "diffusers_safetensors": ""}
+
+
+@dataclass(frozen=True)
+class Naming:
+    output_dir: Path
+    output_name: str | None
+    model_format: str  # a save_model_as value
+
+    def last(self) -> str:
+        return self.output_name or "last"
+
+    def epoch(self, epoch: int) -> str:
+        return f"{self.output_name or 'epoch'}-{epoch:06d}"
+
+    def step(self, step: int) -> str:
+        return f"{self.output_name or 'at'}-step{step:08d}"
+
+    def model_path(self, stem: str) -> Path:
+        return self.output_dir / (stem + MODEL_EXTENSIONS[self.model_format])
+
+    def state_path(self, stem: str) -> Path:
+        return self.output_dir / f"{stem}-state"
+
+    def _pattern(self, kind: str, state: bool) -> re.Pattern:
+        prefix = re.escape(self.output_name or {"epoch": "epoch", "step": "at"}[kind])
+        number = r"(\d{6})" if kind == "epoch" else r"step(\d{8})"
+        suffix = "-state" if state else re.escape(MODEL_EXTENSIONS[self.model_format])
+        return re.compile(f"^{prefix}-{number}{suffix}$")
+
+    def existing(self, kind: str, state: bool) -> list[tuple[int, Path]]:
+        """Saves of one kind on disk, oldest first, as (epoch or step, path)."""
+        pattern = self._pattern(kind, state)
+        found = []
+        for path in self.output_dir.iterdir() if self.output_dir.exists() else []:
+            match = pattern.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def prune(naming: Naming, kind: str, *, state: bool, keep_last: int | None,
+          current: int) -> list[Path]:
+    """Delete old saves: epochs beyond the newest `keep_last`; steps older than current-keep_last."""
+    if not keep_last:
+        return []
+    saves = naming.existing(kind, state)
+    if kind == "epoch":
+        doomed = [path for _, path in saves[:-keep_last]]
+    else:
+        doomed = [path for number, path in saves if number < current - keep_last]
+    for path in doomed:
+        remove_path(path)
+    return doomed
+
+
+def save_training_state(accelerator, folder: Path, train_state: dict) -> Path:
+    """accelerate's state (models, optimizer, schedule, scaler, RNG) plus our position.
+
+    Written into a temporary folder first, so an interrupted save never replaces a good one.
+    """
+    partial = folder.with_name(f".{folder.name}.partial")
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic.write_text(partial / STATE_FILE, json.dumps(train_state, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        partial.rename(folder)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def read_training_state(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise UserError(f"{folder} is not a state folder written by this trainer (no {STATE_FILE})",
+                        "give a '-state' folder from this trainer's output_dir to --resume")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is damaged", "resume from another state folder") from None
+
+
+def latest_state(output_dir: str | Path) -> Path | None:
+    """The newest complete state folder in a run folder (for the GUI's Resume)."""
+    candidates = []
+    for folder in Path(output_dir).glob("*-state"):
+        state_file = folder / STATE_FILE
+        if state_file.is_file():
+            try:
+                step = json.loads(state_file.read_text(encoding="utf-8")).get("step", 0)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            candidates.append((step, state_file.stat().st_mtime, folder))
+    return max(candidates)[2] if candidates else None

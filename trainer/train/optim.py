@@ -1,0 +1,80 @@
+"""Optimizers and learning-rate schedules by their sd-scripts names."""
+
+from __future__ import annotations
+
+import ast
+
+from ..config.values import parse_key_values
+from ..errors import UserError
+
+def _literal(text: str):
+    """'0.01' -> 0.01, '0.9,0.99' -> (0.9, 0.99), 'True' -> True, other text stays text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def optimizer_kwargs(items: list[str]) -> dict:
+    return {key: _literal(value) for key, value in parse_key_values(items, "optimizer_args").items()}
+
+
+def _bnb(name: str):
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        raise UserError(f"optimizer {name} needs bitsandbytes, which is not installed",
+                        "pip install bitsandbytes, or choose optimizer_type=AdamW") from None
+    return bnb.optim
+
+
+def _factory(name: str):
+    import torch
+
+    if name == "AdamW":
+        return torch.optim.AdamW, {}
+    if name == "AdamW8bit":
+        return _bnb(name).AdamW8bit, {}
+    if name == "Lion":
+        from lion_pytorch import Lion
+
+        return Lion, {}
+    if name == "Lion8bit":
+        return _bnb(name).Lion8bit, {}
+    if name == "SGDNesterov":
+        return torch.optim.SGD, {"momentum": 0.9, "nesterov": True}
+    if name == "SGDNesterov8bit":
+        return _bnb(name).SGD8bit, {"momentum": 0.9, "nesterov": True}
+    if name == "Adafactor":
+        from transformers.optimization import Adafactor
+
+        # With an explicit learning rate Adafactor must not choose its own (relative_step).
+        return Adafactor, {"relative_step": False, "scale_parameter": False, "warmup_init": False}
+    if name == "Prodigy":
+        from prodigyopt import Prodigy
+
+        return Prodigy, {}
+    raise UserError(f"unknown optimizer_type {name!r}")
+
+
+def build_optimizer(name: str, param_groups: list[dict], lr: float, extra_args: list[str]):
+    cls, defaults = _factory(name)
+    kwargs = {**defaults, **optimizer_kwargs(extra_args)}
+    try:
+        return cls(param_groups, lr=lr, **kwargs)
+    except TypeError as err:
+        raise UserError(f"optimizer_args do not fit {name}: {err}",
+                        "check the names in --optimizer_args") from None
+
+
+def build_scheduler(name: str, optimizer, *, warmup_steps: int, total_steps: int,
+                    num_cycles: int = 1, power: float = 1.0):
+    from diffusers.optimization import get_scheduler
+
+    extra = {}
+    if name == "cosine_with_restarts":
+        extra["num_cycles"] = num_cycles
+    elif name == "polynomial":
+        extra["power"] = power
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps,
+                         num_training_steps=total_steps, **extra)

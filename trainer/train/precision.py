@@ -1,0 +1,74 @@
+"""Precision and attention: which dtype each part runs in, autocast, loss scaling, fallbacks."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Precision:
+    device: torch.device
+    compute_dtype: torch.dtype  # autocast dtype, and the dtype of frozen parts
+    train_dtype: torch.dtype  # dtype of the trained weights (float32 unless full_fp16)
+    vae_dtype: torch.dtype
+    scaler: object | None  # torch.amp.GradScaler for fp16
+
+    @property
+    def enabled(self) -> bool:
+        return self.compute_dtype != torch.float32
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
+
+def _allow_fp16_unscale(scaler) -> None:
+    """full_fp16 keeps gradients in fp16, which GradScaler refuses to unscale by default."""
+    original = scaler._unscale_grads_
+
+    def unscale(optimizer, inv_scale, found_inf, allow_fp16):  # noqa: ARG001 - signature kept
+        return original(optimizer, inv_scale, found_inf, True)
+
+    scaler._unscale_grads_ = unscale
+
+
+def setup_precision(cfg, device: torch.device, warn) -> Precision:
+    compute = DTYPES[cfg.mixed_precision]
+    if compute == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        warn("this GPU has no bf16 support; training in fp16 instead (mixed_precision=fp16)")
+        compute = torch.float16
+    train = torch.float16 if cfg.full_fp16 else torch.float32
+    vae = torch.float32 if cfg.no_half_vae else compute
+    scaler = None
+    if compute == torch.float16:
+        scaler = torch.amp.GradScaler(device.type)
+        if cfg.full_fp16:
+            _allow_fp16_unscale(scaler)
+    return Precision(device, compute, train, vae, scaler)
+
+
+def setup_attention(cfg, unet, device: torch.device, warn) -> str:
+    """xformers when asked and possible; sliced attention for mem_eff_attn; otherwise SDPA."""
+    if cfg.xformers:
+        reason = None
+        if device.type != "cuda":
+            reason = "xformers needs a CUDA GPU"
+        else:
+            try:
+                import xformers  # noqa: F401
+
+                unet.enable_xformers_memory_efficient_attention()
+                return "xformers"
+            except Exception as err:  # missing package or a build that does not fit this torch
+                reason = f"xformers is not usable here ({type(err).__name__}: {err})"
+        warn(f"{reason}; using PyTorch scaled-dot-product attention instead")
+    if cfg.mem_eff_attn and not cfg.xformers:
+        unet.set_attention_slice("auto")
+        return "sliced"
+    return "sdpa"

@@ -1,0 +1,105 @@
+"""What a run trains and how it saves it: the full model (DreamBooth / fine-tune) or a LoRA.
+
+The loop is the same for both; a target decides which weights learn, at which learning rates,
+in which dtype, and what file comes out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .precision import Precision
+
+
+def _freeze(module: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> None:
+    module.requires_grad_(False)
+    module.eval()
+    module.to(device=device, dtype=dtype)
+
+
+def _unwrap(module):
+    return getattr(module, "module", module)
+
+
+class DreamBoothTarget:
+    """Trains the U-Net and (until stop_text_encoder_training) the text encoder."""
+
+    kind = "db"
+
+    def __init__(self, cfg, bundle, precision: Precision):
+        self.cfg, self.bundle, self.precision = cfg, bundle, precision
+        stop = cfg.stop_text_encoder_training
+        self.text_encoder_steps = None if stop is None else max(0, stop)  # None: all steps
+        self.unet = bundle.unet
+        self.text_encoder = bundle.text_encoder
+        self.model_format = cfg.save_model_as or bundle.default_save_format
+
+    # -- setup
+    def place(self) -> None:
+        device, precision = self.precision.device, self.precision
+        self.unet.requires_grad_(True)
+        self.unet.train()
+        self.unet.to(device=device, dtype=precision.train_dtype)
+        if self.cfg.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        if self.trains_text_encoder(0):
+            self.text_encoder.requires_grad_(True)
+            self.text_encoder.train()
+            self.text_encoder.to(device=device, dtype=precision.train_dtype)
+            if self.cfg.gradient_checkpointing:
+                self.text_encoder.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            _freeze(self.text_encoder, precision.compute_dtype, device)
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": [p for p in self.unet.parameters() if p.requires_grad],
+                   "lr": self.cfg.learning_rate, "name": "unet"}]
+        if self.trains_text_encoder(0):
+            groups.append({"params": [p for p in self.text_encoder.parameters()],
+                           "lr": self.cfg.text_encoder_lr or self.cfg.learning_rate,
+                           "name": "text_encoder"})
+        return groups
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        modules = [self.unet]
+        if self.trains_text_encoder(0):
+            modules.append(self.text_encoder)
+        return modules
+
+    def set_prepared(self, modules: list) -> None:
+        self.prepared_modules = list(modules)
+        self.unet = modules[0]
+        if len(modules) > 1:
+            self.text_encoder = modules[1]
+
+    # -- during training
+    def trains_text_encoder(self, step: int) -> bool:
+        return self.text_encoder_steps is None or step < self.text_encoder_steps
+
+    def on_step(self, step: int) -> None:
+        """Freeze the text encoder once its steps are done (the optimizer then skips it)."""
+        encoder = _unwrap(self.text_encoder)
+        if self.text_encoder_steps and step >= self.text_encoder_steps and encoder.training:
+            encoder.requires_grad_(False)
+            encoder.eval()
+
+    def forward_unet(self):
+        return self.unet
+
+    def forward_text_encoder(self):
+        return self.text_encoder
+
+    def sampling_modules(self):
+        return _unwrap(self.unet), _unwrap(self.text_encoder)
+
+    # -- output
+    def save(self, path: Path, **_) -> Path:
+        from ..models import save_model
+
+        return save_model(self.bundle, path, save_model_as=self.model_format,
+                          save_precision=self.cfg.save_precision,
+                          unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder),
+                          vae=self.bundle.vae)
