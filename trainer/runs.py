@@ -173,6 +173,8 @@ class RunState:
         self.status, self.mode, self.pid = "running", e.get("mode"), e.get("pid")
         self.total_steps = e.get("total_steps")
         self.step = e.get("first_step", 0)
+        # A resumed run repeats the steps after its state was saved: forget their old points.
+        self.losses = [point for point in self.losses if point[0] <= self.step]
         self.started = e.get("time")
         self.error = None
 
