@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import gradio as gr
 
+from . import dataset_tab, runs_tab, train_tab, utilities_tab
+from .chart import CHART_CSS
+from .context import AppContext
+from .messages import MESSAGES_CSS
+from .run_view import RUNS_CSS
+from .runner import Runner
+from .workspace import Workspace
+
 TITLE = "Stable Diffusion DreamBooth & LoRA trainer"
+CSS = CHART_CSS + RUNS_CSS + MESSAGES_CSS + """
+#run-log textarea { font-family: var(--font-mono); font-size: 12px; }
+"""
 
 
-def build_app() -> gr.Blocks:
+def build_app(workspace: Workspace | None = None, runner: Runner | None = None,
+              ctx: AppContext | None = None) -> gr.Blocks:
+    """The page. The caller starts the runner's queue thread (runner.start())."""
+    workspace = workspace or Workspace.create()
+    ctx = ctx or AppContext(workspace, runner or Runner(workspace))
     with gr.Blocks(title=TITLE) as app:
-        gr.Markdown(f"# {TITLE}")
-        with gr.Tab("Train"):
-            gr.Markdown("Training form: coming with the GUI issue.")
-        with gr.Tab("Dataset"):
-            gr.Markdown("Dataset builder and previews.")
-        with gr.Tab("Runs"):
-            gr.Markdown("Runs and their progress.")
-        with gr.Tab("Utilities"):
-            gr.Markdown("Model conversion and LoRA tools.")
+        gr.Markdown(f"## {TITLE}")
+        with gr.Tabs(elem_id="main-tabs") as tabs:
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                train = train_tab.build(ctx)
+            with gr.Tab("Dataset", id="dataset", elem_id="tab-dataset"):
+                dataset_tab.build(ctx, train.form)
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
+                runs = runs_tab.build(ctx)
+            with gr.Tab("Utilities", id="utilities", elem_id="tab-utilities"):
+                utilities_tab.build(ctx)
+        form = train.form
+        train.start.click(train.handlers.start, form.inputs,
+                          [train.message, form.widgets["output_dir"], form.widgets["logging_dir"],
+                           tabs, runs.select])
+        poll_outputs = [*runs.outputs, train.start, runs.memo]
+        runs.timer.tick(runs.handlers.refresh, [runs.select, runs.memo], poll_outputs,
+                        show_progress="hidden", concurrency_limit=None)
+        for fn, inputs, outputs in ctx.loads:
+            app.load(fn, inputs, outputs, show_progress="hidden")
+    app.ctx = ctx
     return app

@@ -1,0 +1,215 @@
+"""Drive the real GUI (python app.py in a subprocess) with Playwright and Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="/usr/bin/chromium is missing (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppServer:
+    """`python app.py` with its working directory in `home`; start_seconds = start to first page."""
+
+    def __init__(self, home: Path, *extra: str):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.extra = list(extra)
+        self.process: subprocess.Popen | None = None
+        self.start_seconds: float | None = None
+        self.log_path = self.home.parent / f"gui-{self.port}.log"
+
+    def start(self, timeout: float = 60) -> "AppServer":
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": str(REPO)}
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(REPO / "app.py"), "--port", str(self.port), *self.extra],
+                cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while time.monotonic() - began < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the GUI exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    if response.status == 200:
+                        self.start_seconds = time.monotonic() - began
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the GUI did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def option_group_ids(name: str) -> tuple[str, str | None]:
+    """(accordion elem_id, inner Advanced accordion elem_id or None) of an option's widget."""
+    from trainer.config import BY_NAME
+    from ui.form import group_id
+
+    option = BY_NAME[name]
+    outer = group_id(option.group)
+    return outer, (outer + "-advanced" if option.advanced else None)
+
+
+class Gui:
+    """Actions a user takes on the page, by element ids the GUI sets."""
+
+    def __init__(self, page, server: AppServer):
+        self.page = page
+        self.server = server
+
+    def open(self) -> "Gui":
+        self.page.goto(self.server.url)
+        self.page.wait_for_selector("#train-start", timeout=30000)
+        return self
+
+    def tab(self, title: str) -> None:
+        self.page.get_by_role("tab", name=title).click()
+
+    def open_accordion(self, elem_id: str) -> None:
+        content = self.page.locator(f"#{elem_id} > [data-testid='accordion-content']").first
+        if not content.is_visible():
+            self.page.locator(f"#{elem_id} > button.label-wrap").first.click()
+            content.wait_for(state="visible")
+
+    def reveal(self, name: str) -> str:
+        outer, inner = option_group_ids(name)
+        self.open_accordion(outer)
+        if inner:
+            self.open_accordion(inner)
+        return f"#opt-{name}"
+
+    def field(self, name: str):
+        return self.page.locator(f"{self.reveal(name)} :is(input, textarea)").first
+
+    def set(self, name: str, value) -> None:
+        selector = self.reveal(name)
+        widget = self.page.locator(selector)
+        if widget.locator("input[type=checkbox]").count():
+            widget.locator("input[type=checkbox]").set_checked(bool(value))
+        elif widget.locator("input[role=combobox]").count():
+            self.choose(selector, str(value))
+        else:
+            box = widget.locator("input, textarea").first
+            box.fill(str(value))
+            box.press("Tab")
+
+    def choose(self, selector: str, label: str) -> None:
+        self.page.locator(f"{selector} input[role=combobox]").click()
+        self.page.locator(f"{selector} li[role=option][aria-label='{label}']").click()
+
+    def value(self, name: str):
+        widget = self.page.locator(self.reveal(name))
+        box = widget.locator("input[type=checkbox]")
+        if box.count():
+            return box.is_checked()
+        return widget.locator("input, textarea").first.input_value()
+
+    def click(self, elem_id: str) -> None:
+        self.page.locator(f"#{elem_id}").click()
+
+    def text(self, elem_id: str) -> str:
+        return self.page.locator(f"#{elem_id}").inner_text()
+
+    def wait_text(self, elem_id: str, text: str, timeout: float = 20, inner: str = "") -> str:
+        """Wait until the element's text contains `text`; returns the text."""
+        deadline = time.monotonic() + timeout
+        current = ""
+        locator = self.page.locator(f"#{elem_id} {inner}".strip()).first
+        while time.monotonic() < deadline:
+            current = locator.inner_text() if locator.count() else ""
+            if text in current:
+                return current
+            time.sleep(0.05)
+        raise AssertionError(f"#{elem_id} never showed {text!r}; it shows:\n{current}")
+
+    def press(self, button_id: str, message_id: str = "train-message", expect: str = "",
+              timeout: float = 30) -> str:
+        """Click a button and return its new message (the .msg box replaced by the click)."""
+        box = self.page.locator(f"#{message_id} .msg").first
+        before = box.evaluate("e => e.outerHTML") if box.count() else None
+        self.click(button_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            box = self.page.locator(f"#{message_id} .msg").first
+            if box.count():
+                html = box.evaluate("e => e.outerHTML")
+                if html != before and expect in box.inner_text():
+                    return box.inner_text()
+            time.sleep(0.05)
+        raise AssertionError(f"#{button_id} gave no new message with {expect!r} in #{message_id}: "
+                             f"{box.inner_text() if box.count() else ''}")
+
+    def upload(self, button_id: str, paths: list[Path], message_id: str = "train-message",
+               expect: str = "") -> str:
+        """Pick files through the button's file chooser, as a user does; returns the new message."""
+        box = self.page.locator(f"#{message_id} .msg").first
+        before = box.evaluate("e => e.outerHTML") if box.count() else None
+        with self.page.expect_file_chooser() as chooser:
+            self.click(button_id)
+        chooser.value.set_files([str(p) for p in paths])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            box = self.page.locator(f"#{message_id} .msg").first
+            if box.count() and box.evaluate("e => e.outerHTML") != before and expect in box.inner_text():
+                return box.inner_text()
+            time.sleep(0.05)
+        raise AssertionError(f"no new message with {expect!r} after uploading to #{button_id}")
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20000)
+    yield page
+    context.close()

@@ -1,0 +1,113 @@
+"""The Train tab's option widgets, generated from the option schema.
+
+One accordion per schema group, an inner "Advanced" accordion for advanced options; label =
+option name (the flag users know), info = its help text; hidden when the mode does not use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from trainer.config import GROUPS, MODE_TITLES, MODES, OPTIONS, Config, Option
+
+from .formvalues import dropdown_choices, to_widget, widget_kind
+
+OPEN_GROUPS = ("Model", "Folders")
+
+
+def group_id(group: str) -> str:
+    return "group-" + "".join(c if c.isalnum() else "-" for c in group.lower()).strip("-")
+
+
+@dataclass
+class Form:
+    mode: gr.Radio
+    widgets: dict[str, gr.components.Component] = field(default_factory=dict)
+    groups: dict[str, gr.Accordion] = field(default_factory=dict)
+    advanced: dict[str, gr.Accordion] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list:
+        """Mode first, then every option widget in schema order (see values())."""
+        return [self.mode, *self.widgets.values()]
+
+    @property
+    def outputs(self) -> list:
+        return [self.mode, *self.widgets.values(), *self.groups.values(), *self.advanced.values()]
+
+    def values(self, args: tuple | list) -> tuple[str, dict[str, Any]]:
+        """(mode, {option: widget value}) from the arguments of a handler given `inputs`."""
+        mode, rest = args[0], args[1:len(self.widgets) + 1]
+        return mode, dict(zip(self.widgets, rest))
+
+    def show(self, cfg: Config, only: set[str] | None = None) -> list:
+        """Updates for `outputs` that display `cfg` (values, and visibility for its mode)."""
+        updates = [cfg.mode]
+        for option in OPTIONS:
+            update = {"visible": option.used_in(cfg.mode)}
+            if only is None or option.name in only:
+                update["value"] = to_widget(option, cfg.get(option.name))
+            updates.append(gr.update(**update))
+        updates += [gr.update(visible=_group_visible(g, cfg.mode)) for g in self.groups]
+        updates += [gr.update(visible=_advanced_visible(g, cfg.mode)) for g in self.advanced]
+        return updates
+
+
+def _group_visible(group: str, mode: str) -> bool:
+    return any(o.used_in(mode) for o in OPTIONS if o.group == group)
+
+
+def _advanced_visible(group: str, mode: str) -> bool:
+    return any(o.used_in(mode) and o.advanced for o in OPTIONS if o.group == group)
+
+
+def make_widget(option: Option, mode: str) -> gr.components.Component:
+    kind = widget_kind(option)
+    value = to_widget(option, option.default_for(mode))
+    common = dict(label=option.name, info=option.help, elem_id=f"opt-{option.name}",
+                  visible=option.used_in(mode), min_width=280)
+    if kind == "checkbox":
+        return gr.Checkbox(value=value, **common)
+    if kind == "dropdown":
+        return gr.Dropdown(choices=dropdown_choices(option), value=value, **common)
+    if kind == "number":
+        return gr.Number(value=value, precision=0, **common)
+    placeholder = {"dir": "folder path", "file": "file path", "path": "file or folder path"}.get(
+        option.path or "", "")
+    if option.default is None and not placeholder:
+        placeholder = "unset"
+    return gr.Textbox(value=value, placeholder=placeholder, max_lines=1, **common)
+
+
+def mode_radio(mode: str = "db") -> gr.Radio:
+    return gr.Radio(choices=[(MODE_TITLES[m], m) for m in MODES], value=mode, label="Training",
+                    elem_id="train-mode")
+
+
+def build_form(radio: gr.Radio) -> Form:
+    """The accordions of option widgets, for the mode `radio` starts with."""
+    mode = radio.value
+    form = Form(radio)
+    for group in GROUPS:
+        options = [o for o in OPTIONS if o.group == group]
+        if not options:
+            continue
+        with gr.Accordion(group, open=group in OPEN_GROUPS, visible=_group_visible(group, mode),
+                          elem_id=group_id(group)) as accordion:
+            with gr.Row(equal_height=False):
+                for option in (o for o in options if not o.advanced):
+                    form.widgets[option.name] = make_widget(option, mode)
+            if any(o.advanced for o in options):
+                with gr.Accordion("Advanced", open=False, visible=_advanced_visible(group, mode),
+                                  elem_id=group_id(group) + "-advanced") as inner:
+                    with gr.Row(equal_height=False):
+                        for option in (o for o in options if o.advanced):
+                            form.widgets[option.name] = make_widget(option, mode)
+                form.advanced[group] = inner
+        form.groups[group] = accordion
+    # Keep the schema order so values() maps arguments to names reliably.
+    form.widgets = {o.name: form.widgets[o.name] for o in OPTIONS}
+    return form

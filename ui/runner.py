@@ -1,0 +1,305 @@
+"""Start trainer subprocesses one after another, stop them, and remember them across restarts.
+
+The GUI owns no training state: each run's folder is the truth (config.toml, events.jsonl,
+trainer.log). This module only keeps a small index (outputs/.runs.json) of the folders it has
+seen and the order of the queue, so a restarted GUI finds its runs and queue again. A trainer is
+started in its own process group/session, so it outlives the GUI and keeps writing its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer import atomic
+from trainer.config import Config, load_config, save_config
+from trainer.runs import CONFIG_FILE, EVENTS_FILE, LOG_FILE, RunState, pid_alive, request_stop
+
+from .formvalues import launch_argv
+from .workspace import REPO, Workspace
+
+INDEX_FILE = ".runs.json"
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    status: str  # queued | starting | running | finished | stopped | failed
+    state: RunState
+    error: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def folder_in_use(run_dir: Path) -> bool:
+    """True when a folder already holds another run's files (which are never deleted)."""
+    return (run_dir / EVENTS_FILE).exists() or (run_dir / CONFIG_FILE).exists()
+
+
+def trainer_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", GRADIO_ANALYTICS_ENABLED="False")
+    return env
+
+
+def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    """Start a process writing stdout+stderr into log_path; it survives the GUI's exit."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict = {}
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+    else:
+        kwargs["start_new_session"] = True
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(cwd), env=trainer_env(), **kwargs)
+
+
+def interrupt(pid: int) -> None:
+    """SIGINT to the trainer's process group (CTRL_BREAK on Windows)."""
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            os.kill(pid, signal.CTRL_BREAK_EVENT)
+        else:
+            os.killpg(os.getpgid(pid), signal.SIGINT)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def log_tail(run_dir: Path, max_bytes: int = 20000) -> str:
+    path = run_dir / LOG_FILE
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - max_bytes))
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    # A terminal progress bar rewrites its line with \r: keep only what it shows last.
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def last_error_line(run_dir: Path) -> str | None:
+    for line in reversed(log_tail(run_dir).splitlines()):
+        if line.startswith("error:"):
+            return line[len("error:"):].strip()
+    return None
+
+
+class Runner:
+    """The queue and the history of runs. Thread-safe; call tick() regularly (or start())."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.index_path = workspace.outputs / INDEX_FILE
+        self._lock = threading.RLock()
+        self._children: dict[Path, subprocess.Popen] = {}
+        self._states: dict[Path, RunState] = {}
+        self._thread: threading.Thread | None = None
+        self._stop_thread = threading.Event()
+        self._index = self._read_index()
+
+    # ------------------------------------------------------------------ index file
+    def _read_index(self) -> dict:
+        try:
+            data = json.loads(self.index_path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return {"runs": dict(data.get("runs", {})), "queue": list(data.get("queue", []))}
+        except (OSError, ValueError):
+            pass
+        return {"runs": {}, "queue": []}
+
+    def _write_index(self) -> None:
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.index_path, json.dumps(self._index, indent=1, ensure_ascii=False))
+
+    def _entry(self, run_dir: Path) -> dict:
+        return self._index["runs"].setdefault(str(run_dir), {})
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, cfg: Config) -> Path:
+        """Write the run's config.toml and queue it; it starts when nothing else runs."""
+        run_dir = Path(cfg.output_dir).resolve()
+        cfg.output_dir = str(run_dir)
+        with self._lock:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / CONFIG_FILE)
+            self._enqueue(run_dir, cfg.mode)
+        self.tick()
+        return run_dir
+
+    def resume(self, run_dir: Path, state_dir: Path) -> Path:
+        """Queue the run again, continuing from a state folder, in the same run folder."""
+        with self._lock:
+            cfg = load_config(run_dir / CONFIG_FILE)
+            cfg.resume = str(Path(state_dir).resolve())
+            save_config(cfg, run_dir / CONFIG_FILE)
+            self._enqueue(run_dir, cfg.mode)
+        self.tick()
+        return run_dir
+
+    def _enqueue(self, run_dir: Path, mode: str) -> None:
+        key = str(run_dir)
+        self._index["runs"][key] = {"mode": mode, "queued": time.time()}
+        if key not in self._index["queue"]:
+            self._index["queue"].append(key)
+        self._states.pop(run_dir, None)
+        self._write_index()
+
+    # ------------------------------------------------------------------ the queue
+    def queue(self) -> list[Path]:
+        with self._lock:
+            return [Path(p) for p in self._index["queue"]]
+
+    def move(self, run_dir: Path, delta: int) -> None:
+        with self._lock:
+            queue = self._index["queue"]
+            key = str(run_dir)
+            if key not in queue:
+                return
+            old = queue.index(key)
+            new = max(0, min(len(queue) - 1, old + delta))
+            queue.insert(new, queue.pop(old))
+            self._write_index()
+
+    def remove(self, run_dir: Path) -> bool:
+        """Take a run out of the queue before it starts; its folder stays as it is."""
+        with self._lock:
+            key = str(run_dir)
+            if key not in self._index["queue"]:
+                return False
+            self._index["queue"].remove(key)
+            self._index["runs"].pop(key, None)
+            self._write_index()
+            return True
+
+    # ------------------------------------------------------------------ processes
+    def _launch(self, run_dir: Path) -> None:
+        cfg = load_config(run_dir / CONFIG_FILE)
+        argv = launch_argv(cfg) + ["--config", str(run_dir / CONFIG_FILE)]
+        process = spawn(argv, run_dir / LOG_FILE, self.workspace.home)
+        self._children[run_dir] = process
+        entry = self._entry(run_dir)
+        entry.update(launched=time.time(), pid=process.pid)
+        self._states.pop(run_dir, None)
+
+    def _process_alive(self, run_dir: Path) -> bool:
+        child = self._children.get(run_dir)
+        if child is not None:
+            if child.poll() is None:
+                return True
+            del self._children[run_dir]  # reaped: its pid must no longer count as alive
+            return False
+        return pid_alive(self._index["runs"].get(str(run_dir), {}).get("pid"))
+
+    def active(self) -> Path | None:
+        """The run that is starting or training now, if any."""
+        with self._lock:
+            for info in self.runs():
+                if info.status in ("starting", "running"):
+                    return info.run_dir
+        return None
+
+    def tick(self) -> None:
+        """Reap finished trainers and start the next queued run when none is going."""
+        with self._lock:
+            if self.active() is not None or not self._index["queue"]:
+                return
+            run_dir = Path(self._index["queue"].pop(0))
+            try:
+                self._launch(run_dir)
+            except Exception as err:  # a bad folder must not block the rest of the queue
+                self._entry(run_dir).update(launched=time.time(), pid=None,
+                                            launch_error=f"could not start: {err}")
+            self._write_index()
+
+    def stop(self, run_dir: Path, now: bool = False) -> None:
+        """Ask the trainer to stop after the current step (saving state and model);
+        now=True interrupts it without saving."""
+        with self._lock:
+            request_stop(run_dir)
+            if now:
+                pid = self._entry(run_dir).get("pid") or self.state(run_dir).pid
+                if pid:
+                    interrupt(pid)
+
+    # ------------------------------------------------------------------ reading runs
+    def state(self, run_dir: Path) -> RunState:
+        with self._lock:
+            state = self._states.get(run_dir)
+            if state is None:
+                state = self._states[run_dir] = RunState(run_dir)
+            self._process_alive(run_dir)  # reap first, so refresh() sees a dead pid as dead
+            return state.refresh()
+
+    def info(self, run_dir: Path) -> RunInfo:
+        with self._lock:
+            key = str(run_dir)
+            entry = self._index["runs"].get(key, {})
+            state = self.state(run_dir)
+            if key in self._index["queue"]:
+                return RunInfo(run_dir, "queued", state)
+            launched = entry.get("launched")
+            if launched and (state.started is None or state.started < launched - 1):
+                # Launched, but this launch's start event has not arrived (yet).
+                if self._process_alive(run_dir):
+                    return RunInfo(run_dir, "starting", state)
+                message = entry.get("launch_error") or last_error_line(run_dir) or \
+                    "the trainer ended before training started"
+                return RunInfo(run_dir, "failed", state, {"message": message,
+                                                          "hint": f"see {run_dir / LOG_FILE}"})
+            status = state.status if state.status != "new" else "failed"
+            return RunInfo(run_dir, status, state, state.error)
+
+    def run_dirs(self) -> list[Path]:
+        """Runs this GUI knows plus run folders found in outputs/, newest first."""
+        with self._lock:
+            known = [Path(p) for p in self._index["runs"]]
+        found = []
+        if self.workspace.outputs.is_dir():
+            for child in self.workspace.outputs.iterdir():
+                if child.is_dir() and (child / EVENTS_FILE).exists() and child not in known:
+                    found.append(child)
+        return sorted(set(known) | set(found), key=self._newest_first)
+
+    def _newest_first(self, run_dir: Path) -> float:
+        queued = self._index["runs"].get(str(run_dir), {}).get("queued")
+        if queued:
+            return -queued
+        try:
+            return -(run_dir / EVENTS_FILE).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def runs(self) -> list[RunInfo]:
+        with self._lock:
+            return [self.info(run_dir) for run_dir in self.run_dirs()]
+
+    # ------------------------------------------------------------------ background thread
+    def start(self, interval: float = 0.5) -> "Runner":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True,
+                                            name="run-queue")
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop_thread.set()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop_thread.wait(interval):
+            try:
+                self.tick()
+            except Exception as err:  # keep the queue alive whatever one folder does
+                print(f"warning: run queue: {err}", file=sys.stderr)
+
+

@@ -1,0 +1,306 @@
+"""The Train tab: presets, the option form, Check / Start / Print command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from trainer.config import OPTIONS, Config, errors, to_argv  # noqa: F401 - to_argv re-exported
+
+from . import messages
+from .context import AppContext
+from .form import Form, build_form, mode_radio
+from .formvalues import check, command_line, config_from_widgets, to_widget
+from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
+                      user_preset_path)
+from .runner import folder_in_use
+
+PATH_OPTIONS = [o.name for o in OPTIONS if o.path]
+
+
+@dataclass
+class TrainTab:
+    form: Form
+    start: gr.Button
+    message: gr.HTML
+    command: gr.Textbox
+    handlers: "TrainHandlers"
+
+
+def run_name(cfg: Config) -> str:
+    """A readable name for a proposed run folder: output_name, else the first concept."""
+    if cfg.output_name:
+        return cfg.output_name
+    if cfg.train_data_dir:
+        folder = Path(cfg.train_data_dir)
+        concepts = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if concepts and "_" in concepts[0]:
+            return concepts[0].split("_", 1)[1]
+    return cfg.mode
+
+
+def absolute_paths(ctx: AppContext, cfg: Config) -> None:
+    """Paths the user typed relative to the working directory become absolute for the run."""
+    for name in PATH_OPTIONS:
+        value = cfg.get(name)
+        if not value:
+            continue
+        path = ctx.workspace.resolve(value)
+        if path.exists() or name in ("output_dir", "logging_dir"):
+            setattr(cfg, name, str(path))
+
+
+def _proposal_updates(ctx: AppContext, cfg: Config) -> tuple[str, str]:
+    run_dir = ctx.workspace.propose_run_dir(run_name(cfg))
+    return str(run_dir), str(run_dir / "logs")
+
+
+def _changed_names(before: Config, after: Config) -> set[str]:
+    return {o.name for o in OPTIONS if before.get(o.name) != after.get(o.name) or before.mode != after.mode}
+
+
+class TrainHandlers:
+    """Event handlers; each takes the form's values as *args (see Form.inputs)."""
+
+    def __init__(self, ctx: AppContext, form: Form):
+        self.ctx, self.form = ctx, form
+
+    def _output_index(self, name: str) -> int:
+        return 1 + list(self.form.widgets).index(name)  # position in form.outputs
+
+    # -- mode switch: visibility, and a mode's own defaults for untouched options
+    def switch_mode(self, *args):
+        mode, raw = self.form.values(args)
+        old = "lora" if mode == "db" else "db"
+        cfg, _ = config_from_widgets(mode, raw)
+        touched = set()
+        for option in OPTIONS:
+            if option.mode_defaults and raw.get(option.name) == to_widget(option, option.default_for(old)):
+                setattr(cfg, option.name, option.default_for(mode))
+                touched.add(option.name)
+        return self.form.show(cfg, only=touched)
+
+    def check(self, *args):
+        mode, raw = self.form.values(args)
+        _, problems = check(mode, raw)
+        return messages.problems_html(problems, "No problems found: ready to start.")
+
+    def print_command(self, *args):
+        mode, raw = self.form.values(args)
+        cfg, problems = check(mode, raw, check_paths=False)
+        bad = errors(problems)
+        text = command_line(cfg)
+        note = messages.problems_html(bad) if bad else messages.note(
+            "The command line for this form (run it in the project folder with its .venv "
+            "active):", "info")
+        return gr.update(value=text, visible=True), note
+
+    def new_folder(self, *args):
+        mode, raw = self.form.values(args)
+        cfg, _ = config_from_widgets(mode, raw)
+        output_dir, logging_dir = _proposal_updates(self.ctx, cfg)
+        old_logs = str(Path(raw.get("output_dir") or "") / "logs")
+        logs = logging_dir if raw.get("logging_dir") in ("", None, old_logs) else gr.skip()
+        return output_dir, logs
+
+    def start(self, *args):
+        """Validate, write the run's config.toml, queue it; returns updates for start_outputs."""
+        mode, raw = self.form.values(args)
+        skip = (gr.skip(),) * 4
+        cfg, problems = check(mode, raw)
+        bad = errors(problems)
+        if bad:
+            return (messages.problems_html(problems), *skip)
+        run_dir = self.ctx.workspace.resolve(cfg.output_dir)
+        if folder_in_use(run_dir):
+            return (messages.note(
+                f"{run_dir} already holds another run's files (they are never deleted). "
+                "Press 'New run folder' for a fresh output_dir, or choose another one.",
+                "warning"), *skip)
+        absolute_paths(self.ctx, cfg)
+        was_busy = self.ctx.runner.active() is not None
+        self.ctx.runner.submit(cfg)
+        output_dir, logging_dir = _proposal_updates(self.ctx, cfg)
+        verb = "Queued" if was_busy else "Started"
+        text = messages.note(f"{verb} {run_dir.name}. The next run will go to a new folder.", "ok",
+                             [str(p) for p in problems])
+        return text, output_dir, logging_dir, gr.Tabs(selected="runs"), str(run_dir)
+
+
+class PresetHandlers:
+    def __init__(self, ctx: AppContext, form: Form):
+        self.ctx, self.form = ctx, form
+
+    def choices(self, selected: str | None = None):
+        labels = list(list_presets(self.ctx.workspace))
+        return gr.update(choices=labels, value=selected if selected in labels else gr.skip())
+
+    def describe(self, label: str | None):
+        path = list_presets(self.ctx.workspace).get(label or "")
+        if path is None:
+            return ""
+        try:
+            preset = read_preset(path, "db")
+        except Exception as err:  # a broken user file must not break the page
+            return messages.note(str(err), "error")
+        keys = ", ".join(preset.values)
+        return messages.note(f"{preset.description or label} ({preset.mode or 'any mode'}; sets: {keys})")
+
+    def _apply(self, path: Path | str, args) -> list:
+        mode, raw = self.form.values(args)
+        current, _ = config_from_widgets(mode, raw)
+        try:
+            preset = read_preset(path, mode)
+        except Exception as err:
+            return [messages.note(f"could not load {Path(path).name}: {err}", "error"),
+                    *[gr.skip()] * len(self.form.outputs)]
+        updated = apply_preset(current, preset)
+        shown = self.form.show(updated, only=_changed_names(current, updated) | set(preset.values))
+        text = f"Loaded {preset.source}: set {len(preset.values)} option(s)."
+        return [messages.note(text, "ok", preset.notes), *shown]
+
+    def load(self, label: str | None, *args):
+        path = list_presets(self.ctx.workspace).get(label or "")
+        if path is None:
+            return [messages.note("Choose a preset first.", "warning"), *[gr.skip()] * len(self.form.outputs)]
+        return self._apply(path, args)
+
+    def upload(self, file, *args):
+        if not file:
+            return [gr.skip()] * (1 + len(self.form.outputs))
+        return self._apply(file if isinstance(file, str) else file.name, args)
+
+    def _form_config(self, args) -> tuple[Config | None, str | None]:
+        mode, raw = self.form.values(args)
+        cfg, unreadable = config_from_widgets(mode, raw)
+        if unreadable:
+            return None, messages.problems_html(unreadable)
+        return cfg, None
+
+    def save(self, label: str | None, description: str, *args):
+        if not label or not label.startswith(USER_PREFIX):
+            return messages.note("Built-in presets are read-only: type a name and press Save as.",
+                                 "warning"), gr.skip()
+        return self._save(user_preset_path(self.ctx.workspace, label), description, args, overwrite=True)
+
+    def save_as(self, name: str, description: str, *args):
+        try:
+            path = user_preset_path(self.ctx.workspace, name or "")
+        except Exception as err:
+            return messages.note(str(err), "warning"), gr.skip()
+        return self._save(path, description, args, overwrite=False)
+
+    def _save(self, path: Path, description: str, args, overwrite: bool):
+        cfg, problem_text = self._form_config(args)
+        if cfg is None:
+            return problem_text, gr.skip()
+        if path.exists() and not overwrite:
+            return messages.note(f"{path.name} exists; select it and press Save to replace it, "
+                                 "or choose another name.", "warning"), gr.skip()
+        save_preset(cfg, path, description)
+        label = USER_PREFIX + path.relative_to(self.ctx.workspace.user_presets).with_suffix("").as_posix()
+        return messages.note(f"Saved {path}.", "ok"), self.choices(label)
+
+    def download(self, name: str, description: str, *args):
+        cfg, problem_text = self._form_config(args)
+        if cfg is None:
+            return problem_text, gr.skip()
+        folder = self.ctx.temp_dir()
+        path = user_preset_path(self.ctx.workspace, name or f"{cfg.mode}-config")
+        target = save_preset(cfg, folder / path.name, description)
+        return messages.note(f"{target.name} is ready: use the link to download it.", "ok"), \
+            gr.update(value=str(target), visible=True)
+
+
+def build_presets(ctx: AppContext, message: gr.HTML):
+    """The presets row; returns a function that wires it to the form once that exists."""
+    with gr.Accordion("Presets and config files", open=True, elem_id="presets"):
+        with gr.Row():
+            preset = gr.Dropdown(choices=list(list_presets(ctx.workspace)), value=None,
+                                 label="Preset", elem_id="preset-select", scale=3)
+            load = gr.Button("Load", elem_id="preset-load", scale=1, size="md")
+            upload = gr.UploadButton("Load from file…", file_types=[".json", ".toml"],
+                                     elem_id="preset-upload", scale=1, size="md")
+        about = gr.HTML(elem_id="preset-about")
+        with gr.Row():
+            name = gr.Textbox(label="Preset name", placeholder="my-subject", elem_id="preset-name",
+                              scale=2, max_lines=1)
+            description = gr.Textbox(label="Description", elem_id="preset-description", scale=3,
+                                     max_lines=1)
+            save = gr.Button("Save", elem_id="preset-save", scale=1, size="md")
+            save_as = gr.Button("Save as", elem_id="preset-save-as", scale=1, size="md")
+            download = gr.Button("Download…", elem_id="preset-download", scale=1, size="md")
+        download_file = gr.File(label="Config file", visible=False, interactive=False,
+                                elem_id="preset-file")
+
+    def wire(form: Form) -> None:
+        handlers = PresetHandlers(ctx, form)
+        form_in = form.inputs
+        preset.change(handlers.describe, preset, about)
+        load.click(handlers.load, [preset, *form_in], [message, *form.outputs])
+        upload.upload(handlers.upload, [upload, *form_in], [message, *form.outputs])
+        save.click(handlers.save, [preset, description, *form_in], [message, preset])
+        save_as.click(handlers.save_as, [name, description, *form_in], [message, preset])
+        download.click(handlers.download, [name, description, *form_in], [message, download_file])
+
+    return wire
+
+
+def build_browser(ctx: AppContext):
+    """Pick a file or folder inside the allowed folders and put its path into an option."""
+    roots = ctx.workspace.roots
+    with gr.Accordion("Browse files", open=False, elem_id="browse"):
+        gr.Markdown("Only these folders can be browsed: " +
+                    ", ".join(f"`{r}`" for r in roots) + ". Start the GUI with `--root DIR` to add one.")
+        explorers = []
+        with gr.Tabs():
+            for index, root in enumerate(roots):
+                with gr.Tab(root.name or str(root), id=f"root-{index}"):
+                    explorers.append(gr.FileExplorer(root_dir=str(root), file_count="single",
+                                                     label=str(root), height=280,
+                                                     elem_id=f"browse-root-{index}"))
+        with gr.Row(equal_height=True):
+            target = gr.Dropdown(choices=PATH_OPTIONS, value="train_data_dir",
+                                 label="Put the selected path into", scale=3, elem_id="browse-target")
+            use = gr.Button("Use path", scale=1, elem_id="browse-use")
+    chosen = gr.State(None)
+    for explorer in explorers:
+        explorer.change(lambda value: value, explorer, chosen)
+
+    def use_path(selected, option):
+        if not selected:
+            return [gr.skip()] * len(PATH_OPTIONS)
+        return [str(selected) if name == option else gr.skip() for name in PATH_OPTIONS]
+
+    def wire(form: Form) -> None:
+        use.click(use_path, [chosen, target], [form.widgets[n] for n in PATH_OPTIONS])
+
+    return wire
+
+
+def build(ctx: AppContext) -> TrainTab:
+    message = gr.HTML(elem_id="train-message", render=False)
+    radio = mode_radio("db")
+    wire_presets = build_presets(ctx, message)
+    wire_browser = build_browser(ctx)
+    form = build_form(radio)
+    wire_presets(form)
+    wire_browser(form)
+    handlers = TrainHandlers(ctx, form)
+    with gr.Row(equal_height=True):
+        check_btn = gr.Button("Check", elem_id="train-check")
+        start = gr.Button("Start", variant="primary", elem_id="train-start")
+        print_btn = gr.Button("Print command", elem_id="train-print")
+        new_folder = gr.Button("New run folder", elem_id="train-new-folder")
+    message.render()
+    command = gr.Textbox(label="Command", visible=False, interactive=False, lines=3,
+                         buttons=["copy"], elem_id="train-command")
+    form.mode.change(handlers.switch_mode, form.inputs, form.outputs)
+    check_btn.click(handlers.check, form.inputs, message)
+    print_btn.click(handlers.print_command, form.inputs, [command, message])
+    folder_outputs = [form.widgets["output_dir"], form.widgets["logging_dir"]]
+    new_folder.click(handlers.new_folder, form.inputs, folder_outputs)
+    ctx.on_load(handlers.new_folder, form.inputs, folder_outputs)
+    return TrainTab(form, start, message, command, handlers)

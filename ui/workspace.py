@@ -1,0 +1,69 @@
+"""Where the GUI keeps things, and which folders the page may browse."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILTIN_PRESETS = REPO / "presets"
+
+
+@dataclass
+class Workspace:
+    """home: the working directory; outputs: where new runs go; roots: browsable folders."""
+
+    home: Path
+    outputs: Path
+    user_presets: Path
+    roots: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, home: str | os.PathLike | None = None, outputs: str | None = None,
+               roots: list[str] | None = None, user_presets: str | None = None) -> "Workspace":
+        home_path = Path(home or os.getcwd()).resolve()
+        out = _under(home_path, outputs or "outputs")
+        presets = _under(home_path, user_presets or "user_presets")
+        allowed = [home_path, out, *(_under(home_path, r) for r in roots or [])]
+        unique = []
+        for root in allowed:
+            if root not in unique and not any(_inside(root, kept) for kept in unique):
+                unique.append(root)
+        return cls(home_path, out, presets, unique)
+
+    def resolve(self, text: str) -> Path:
+        """A path typed by the user: relative ones are relative to the working directory."""
+        return _under(self.home, text.strip())
+
+    def allowed(self, path: str | os.PathLike) -> bool:
+        resolved = Path(path).resolve()
+        return any(_inside(resolved, root) for root in self.roots)
+
+    def propose_run_dir(self, name: str | None, now: datetime | None = None) -> Path:
+        """outputs/<name>-<date-time>, never an existing folder."""
+        stem = safe_name(name or "run")
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        candidate = self.outputs / f"{stem}-{stamp}"
+        counter = 2
+        while candidate.exists():
+            candidate = self.outputs / f"{stem}-{stamp}-{counter}"
+            counter += 1
+        return candidate
+
+
+def safe_name(text: str) -> str:
+    """Something usable as a folder name on every system (keeps letters of any script)."""
+    cleaned = re.sub(r'[\\/:*?"<>|\s]+', "-", text.strip()).strip("-.")
+    return cleaned[:60] or "run"
+
+
+def _under(base: Path, text: str | os.PathLike) -> Path:
+    path = Path(text).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
