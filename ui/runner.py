@@ -272,9 +272,13 @@ class Runner:
         return sorted(set(known) | set(found), key=self._newest_first)
 
     def _newest_first(self, run_dir: Path) -> float:
+        """Order by when a run was queued (or, for runs found on disk, first started)."""
         queued = self._index["runs"].get(str(run_dir), {}).get("queued")
         if queued:
             return -queued
+        started = self.state(run_dir).started
+        if started:
+            return -started
         try:
             return -(run_dir / EVENTS_FILE).stat().st_mtime
         except OSError:
