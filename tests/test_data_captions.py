@@ -119,3 +119,12 @@ def test_fixed_captions_when_nothing_changes_them(tmp_path):
 def test_tag_frequency_counts_images_per_folder(tmp_path):
     ds, _ = dataset(tmp_path, captions={0: "sks dog, grass", 1: "sks dog, snow"})
     assert ds.tag_frequency() == {"4_sks dog": {"sks dog": 3, "grass": 1, "snow": 1}}
+
+
+def test_caption_extension_without_dot_and_upper_case_file_names(tmp_path):
+    folder = make_concept(tmp_path / "img" / "1_sks dog", 2)
+    (folder / "img000.TXT").write_text("from upper case file", encoding="utf-8")
+    cfg = Config("db", {"train_data_dir": str(folder.parent), "resolution": "64",
+                        "caption_extension": "txt"})
+    ds = build_dataset(cfg)
+    assert sorted(item.caption for item in ds.items) == ["from upper case file", "sks dog"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
 from .buckets import Sizing
 from .concepts import Augment, CaptionRules, Subset
-from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules
+from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules, dotted
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,9 +114,7 @@ def _subset(reader: _Reader, tables, where: str, cfg, sizing: int) -> Subset:
     captions = CaptionRules(**{f: get(f, getattr(base_captions, f)) for f in
                                CaptionRules.__dataclass_fields__})
     aug = Augment(**{f: get(f, getattr(base_augment, f)) for f in Augment.__dataclass_fields__})
-    if captions.caption_extension and not captions.caption_extension.startswith("."):
-        captions = CaptionRules(**{**captions.__dict__,
-                                   "caption_extension": "." + captions.caption_extension})
+    captions = replace(captions, caption_extension=dotted(captions.caption_extension))
     repeats = get("num_repeats", 1)
     is_reg = reader.value(tables[:1], "is_reg", bool, False)
     prompt = " ".join(get("class_tokens", "").split())

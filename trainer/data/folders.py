@@ -19,9 +19,15 @@ FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
 Warn = Callable[[str], None]
 
 
+def dotted(extension: str | None) -> str:
+    """'txt' -> '.txt' (sd-scripts accepts both); empty -> the default '.caption'."""
+    extension = (extension or ".caption").strip()
+    return extension if extension.startswith(".") else "." + extension
+
+
 def caption_rules(cfg) -> CaptionRules:
     return CaptionRules(
-        caption_extension=cfg.caption_extension or ".caption",
+        caption_extension=dotted(cfg.caption_extension),
         shuffle_caption=bool(cfg.shuffle_caption),
         keep_tokens=int(cfg.keep_tokens or 0),
         caption_dropout_rate=float(cfg.caption_dropout_rate or 0.0),

@@ -55,9 +55,8 @@ def _caption_for(folder: Path, name: str, subset: Subset, names: set[str], warn:
     if (stem + ext).lower() not in names:
         return subset.prompt, "folder"
     path = folder / (stem + ext)
-    if not path.exists():  # case differs on a case-sensitive file system
-        matches = [p for p in folder.iterdir() if p.name.lower() == (stem + ext).lower()]
-        path = matches[0]
+    if not path.exists():  # the case differs, on a case-sensitive file system
+        path = next((p for p in folder.iterdir() if p.name.lower() == path.name.lower()), path)
     text, problem = read_caption(path)
     if problem:
         warn(problem)
