@@ -169,3 +169,25 @@ def test_unusable_reg_folder_trains_without_regularization(tmp_path):
     ds, warnings = build(cfg_for(train, tmp_path / "reg"))
     assert ds.summary()["reg_samples"] == 0
     assert any("no usable regularization images" in w for w in warnings)
+
+
+@pytest.mark.parametrize("options", [{"lossless": True}, {"quality": 80}, {"exif": 6},
+                                     {"exif": 1, "lossless": True}])
+def test_webp_sizes_and_orientation_are_read_from_the_header(tmp_path, options):
+    from PIL import ImageOps
+
+    from trainer.data.imageinfo import read_header
+
+    path = tmp_path / "pic.webp"
+    orientation = options.pop("exif", None)
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    make_image(tmp_path / "src.png", size=(96, 40))
+    Image.open(tmp_path / "src.png").save(path, "WEBP", **options)
+    header = read_header(path)
+    with Image.open(path) as image:
+        upright = ImageOps.exif_transpose(image)
+        assert (header.width, header.height) == upright.size
+    assert header.orientation == (orientation or 1)

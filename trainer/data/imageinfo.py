@@ -85,9 +85,66 @@ def _decodes(path: str) -> bool:
         return False
 
 
+def _webp_header(path: str) -> tuple[int, int, int] | None:
+    """(width, height, orientation) of a WebP from its chunks; None if not understood.
+
+    Pillow's WebP reader sets up a full decoder just to open a file (milliseconds per large
+    image), so the few bytes that hold the size are read here directly.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(30)
+        if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            return None
+        kind = head[12:16]
+        if kind == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+            width, height = struct.unpack("<HH", head[26:30])
+            return width & 0x3FFF, height & 0x3FFF, 1
+        if kind == b"VP8L" and head[20] == 0x2F:
+            bits = struct.unpack("<I", head[21:25])[0]
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1
+        if kind == b"VP8X":
+            width = int.from_bytes(head[24:27], "little") + 1
+            height = int.from_bytes(head[27:30], "little") + 1
+            has_exif = bool(head[20] & 0x08)
+            orientation = _webp_orientation(handle) if has_exif else 1
+            return width, height, orientation
+    return None
+
+
+def _webp_orientation(handle) -> int:
+    """Walk the chunks after VP8X to the EXIF chunk (sizes only; image data is skipped)."""
+    from PIL import Image
+
+    handle.seek(12)
+    while True:
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            return 1
+        size = struct.unpack("<I", chunk[4:8])[0]
+        if chunk[:4] == b"EXIF":
+            data = handle.read(size)
+            if data.startswith(b"Exif\x00\x00"):
+                data = data[6:]
+            try:
+                exif = Image.Exif()
+                exif.load(data)
+                value = int(exif.get(ORIENTATION_TAG, 1))
+            except Exception:
+                return 1
+            return value if 1 <= value <= 8 else 1
+        handle.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _pillow_header(path: str) -> tuple[int, int, str, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size[0], image.size[1], image.format or "", _orientation(image)
+
+
 def read_header(path: str | os.PathLike) -> ImageHeader:
     """Size and orientation of an image; raises UnreadableImage with a plain reason."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = os.fspath(path)
     try:
@@ -97,10 +154,11 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     if stat.st_size == 0:
         raise UnreadableImage("is an empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            fmt = image.format or ""
-            orientation = _orientation(image)
+        webp = _webp_header(path) if path.lower().endswith(".webp") else None
+        if webp:
+            (width, height, orientation), fmt = webp, "WEBP"
+        else:
+            width, height, fmt, orientation = _pillow_header(path)
     except UnidentifiedImageError:
         raise UnreadableImage("is not a readable image (damaged, or not really an image)") from None
     except (OSError, SyntaxError, ValueError, struct.error) as err:
