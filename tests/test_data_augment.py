@@ -105,3 +105,19 @@ def test_color_aug_or_random_crop_with_cache_latents_is_refused(tmp_path):
                          "--pretrained_model_name_or_path", tmp_path)
         assert result.returncode == 2
         assert f"error: {flag}: cannot be used with cache_latents" in result.stderr
+
+
+def test_large_jpeg_shrinks_to_the_same_picture_as_a_full_decode(tmp_path):
+    from PIL import Image
+
+    from helpers import make_image
+
+    path = make_image(tmp_path / "img" / "1_sks dog" / "big.jpg", size=(1024, 512), fmt="JPEG")
+    ds = build_dataset(Config("db", {"train_data_dir": str(tmp_path / "img"), "resolution": "64"}))
+    got = ds.load_batch(ds.epoch_batches(0, 1)[0], 0)["images"][0]
+    with Image.open(path) as image:  # reference: decode everything, then resize and crop
+        reference = image.convert("RGB").resize((128, 64), Image.Resampling.LANCZOS)
+    reference = reference.crop((32, 0, 96, 64))
+    from trainer.data.samples import to_tensor
+
+    assert (got - to_tensor([reference])[0]).abs().mean() < 0.03

@@ -119,7 +119,17 @@ class Dataset:
 
     # ---- batches ---------------------------------------------------------------------------
     def load_batch(self, refs: list[SampleRef], epoch: int) -> dict:
-        """Pixels (or cached latents), processed captions and loss weights of one batch."""
+        """One batch (all refs of one bucket), as a dict:
+
+        images        float32 [B, 3, H, W] in [-1, 1]  (absent once latents are cached)
+        latents       float32 [B, C, H/8, W/8]: the VAE posterior mean, not yet multiplied
+                      by the VAE scaling factor (present after cache_latents)
+        captions      list[str] after caption dropout, shuffling and tag dropout
+        loss_weights  float32 [B]: 1.0, or prior_loss_weight for regularization samples
+        is_reg, paths lists of bool / str
+
+        Flip, crop, hue and caption randomness come from (seed, epoch, ref.pos) only.
+        """
         import torch
 
         captions, picks = self.sample_choices(refs, epoch)

@@ -71,7 +71,8 @@ class _Reader:
                     self.warn(f"dataset_config {self.path}: '{key}' is not supported and is ignored")
                 continue
             close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.7)
-            self.fail(where, f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            guess = f" (did you mean '{close[0]}'?)" if close else ""
+            self.fail(where, f"unknown key '{key}'{guess}")
 
     def value(self, tables: list[tuple[dict, str]], key: str, kind, default: Any) -> Any:
         """The innermost table's value for `key` (subset, then dataset, then general)."""

@@ -12,7 +12,7 @@ from .captions import decorate, read_caption
 from .concepts import Item, Subset
 from .folders import describe_extensions
 from .imageinfo import OTHER_IMAGE_EXTENSIONS, UnreadableImage, is_image_name, read_header
-from .words import count, verb
+from .words import count, say, verb
 
 Warn = Callable[[str], None]
 OTHER_CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -44,8 +44,8 @@ def _caption_extension_hint(subset: Subset, images: list[str], names: set[str], 
         stems = [Path(n).stem.lower() for n in images]
         unused = sum(1 for s in stems if s + other in names and s + ext not in names)
         if unused:
-            warn(f"folder '{subset.name}': {count(unused, 'image')} {verb(unused, 'has', 'have')} a '{other}' file but "
-                 f"caption_extension is '{ext}', so those files are ignored; set "
+            warn(f"folder '{subset.name}': {say(unused, 'image', 'has', 'have')} a '{other}' file "
+                 f"but caption_extension is '{ext}', so those files are ignored; set "
                  f"--caption_extension={other} to use them as captions")
 
 
@@ -69,7 +69,8 @@ def _empty_folder_problem(subset: Subset, others: list[str], broken: int) -> str
         return f"{where} has no usable images left; all {broken} could not be read"
     if others:
         kinds = sorted({Path(n).suffix.lower() for n in others})
-        return (f"{where} has no usable images: its {count(len(others), 'picture')} {verb(len(others), 'is', 'are')} "
+        return (f"{where} has no usable images: its "
+                f"{say(len(others), 'picture', 'is', 'are')} "
                 f"{', '.join(kinds)}, which are not read; convert them to png or jpg")
     return f"{where} has no images ({describe_extensions()}); it is skipped"
 
@@ -109,7 +110,8 @@ def index_subset(subset: Subset, index: int, bucketer: Bucketer, warn: Warn,
                           placement))
     if enlarged:
         name, scale = max(enlarged, key=lambda e: e[1])
-        warn(f"folder '{subset.name}': {count(len(enlarged), 'image')} {verb(len(enlarged), 'is', 'are')} enlarged more than "
+        warn(f"folder '{subset.name}': "
+             f"{say(len(enlarged), 'image', 'is', 'are')} enlarged more than "
              f"{ENLARGE_WARNING:g}x to reach the training size (e.g. {name}, {scale:.1f}x) and "
              f"will look soft; use larger images or a smaller resolution")
     if not items:
@@ -118,7 +120,8 @@ def index_subset(subset: Subset, index: int, bucketer: Bucketer, warn: Warn,
     subset.captioned = sum(1 for item in items if item.caption_source == "file")
     uncaptioned = subset.images - subset.captioned
     if uncaptioned and not subset.is_reg and subset.prompt and not subset.class_name:
-        warn(f"folder '{subset.name}' names no class: {count(uncaptioned, 'image')} {verb(uncaptioned, 'trains', 'train')} with the "
+        warn(f"folder '{subset.name}' names no class: "
+             f"{say(uncaptioned, 'image', 'trains', 'train')} with the "
              f"prompt '{subset.prompt}' alone; the convention is "
              f"'<repeats>_<identifier> <class>', e.g. '{subset.repeats}_{subset.prompt} dog'")
     return items

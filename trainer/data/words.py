@@ -9,3 +9,8 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
 
 def verb(n: int, singular: str, plural: str) -> str:
     return singular if n == 1 else plural
+
+
+def say(n: int, noun: str, singular: str, plural: str) -> str:
+    """say(2, 'image', 'has', 'have') -> '2 images have'."""
+    return f"{count(n, noun)} {verb(n, singular, plural)}"
