@@ -63,6 +63,9 @@ def _notes(ds: Dataset, summary: dict) -> list[str]:
         notes.append(f"there are few regularization images for {summary['train_samples']} "
                      f"training samples, so each is shown up to {summary['reg_max_uses']} times "
                      f"per epoch; add regularization images or lower the training repeats")
+    if ds.cfg.seed is None:
+        notes.append("seed is not set: the batches shown use seed 0, while training picks a "
+                     "random seed; set --seed to see exactly what training will use")
     if not reg_rows and ds.cfg.mode == "db" and not ds.cfg.dataset_config:
         notes.append("no regularization images: without them the whole class drifts toward "
                      "your subject (set reg_data_dir to a folder such as '1_dog')")
