@@ -16,6 +16,9 @@ def _warn(problems) -> None:
 def run(mode: str, argv: list[str]) -> int:
     cfg, output_config = parse_args(mode, argv)
     problems = validate(cfg)
+    if cfg.debug_dataset:  # the report loads no model; without output_dir it only prints
+        problems = [p for p in problems if p.option != "pretrained_model_name_or_path"
+                    and not (p.option == "output_dir" and not cfg.output_dir)]
     _warn(problems)
     bad = errors(problems)
     if bad:
@@ -26,6 +29,10 @@ def run(mode: str, argv: list[str]) -> int:
         save_config(cfg, output_config)
         print(f"wrote {output_config}")
         return 0
+    if cfg.debug_dataset:
+        from .data import run_debug_dataset
+
+        return run_debug_dataset(cfg)
     from .train import train  # heavy imports (torch, diffusers) only from here on
 
     return train(cfg)

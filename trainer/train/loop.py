@@ -58,7 +58,7 @@ class StepRunner:
         s, cfg = self.s, self.s.cfg
         local, dummy = self._local_refs(refs)
         batch = s.dataset.load_batch(local, epoch)
-        keys = [(cfg.seed, epoch, ref.position) for ref in local]
+        keys = [(cfg.seed, epoch, ref.pos) for ref in local]
         latents = batch_latents(s, batch, keys)
         hidden = self.conditioning(batch["captions"], step)
         draw = draw_noise(latents, keys, num_timesteps=s.noise_scheduler.config.num_train_timesteps,

@@ -1,0 +1,239 @@
+"""The dataset the training loop uses: index, epoch plans, batches, latent cache, summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Iterable, Iterator
+
+from ..errors import UserError
+from .buckets import Bucketer, Sizing, bucket_sizes
+from .captions import process_caption, tags
+from .concepts import Item, Subset
+from .dataset_toml import load_dataset_toml
+from .folders import folder_subsets
+from .index import index_subsets
+from .plan import EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
+from .samples import choices, render, to_tensor
+
+
+class DatasetError(UserError):
+    """Nothing usable in the dataset (the warnings before it say why)."""
+
+
+def _sizing_from_cfg(cfg) -> Sizing:
+    from ..config import parse_resolution
+
+    try:
+        resolution = parse_resolution(cfg.resolution)
+    except ValueError as err:
+        raise UserError(f"--resolution: {err}") from None
+    return Sizing(resolution, bool(cfg.enable_bucket), cfg.min_bucket_reso, cfg.max_bucket_reso,
+                  cfg.bucket_reso_steps, bool(cfg.bucket_no_upscale))
+
+
+def _check_sizing(sizing: Sizing, where: str) -> None:
+    width, height = sizing.resolution
+    if width <= 0 or height <= 0 or width % 64 or height % 64:
+        raise UserError(f"{where}: resolution {width},{height} is not divisible by 64",
+                        "use multiples of 64 such as 512 or 768,512")
+    if sizing.enable_bucket and not sizing.bucket_no_upscale and not bucket_sizes(sizing):
+        raise UserError(f"{where}: no bucket fits between min_bucket_reso "
+                        f"{sizing.min_bucket_reso} and max_bucket_reso {sizing.max_bucket_reso} "
+                        f"with the area of {width}x{height}",
+                        "lower min_bucket_reso or raise the resolution")
+
+
+def build_dataset(cfg, warn: Callable[[str], None] = print) -> "Dataset":
+    """Index train_data_dir/reg_data_dir (or dataset_config). Problems go to warn(), one line
+    each; raises DatasetError when no usable training image remains."""
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        warn(message)
+
+    if cfg.dataset_config:
+        if cfg.train_data_dir or cfg.reg_data_dir:
+            note("dataset_config is set, so train_data_dir and reg_data_dir are ignored")
+        sizings, subsets = load_dataset_toml(cfg.dataset_config, cfg, note)
+        where = f"dataset_config {cfg.dataset_config}"
+    else:
+        sizings, subsets = [_sizing_from_cfg(cfg)], folder_subsets(cfg, note)
+        where = "--resolution"
+    for sizing in sizings:
+        _check_sizing(sizing, where)
+    wanted_reg = any(s.is_reg for s in subsets)
+    subsets, items = index_subsets(subsets, [Bucketer(s) for s in sizings], note)
+    if not any(not subsets[item.subset].is_reg for item in items):
+        source = cfg.dataset_config or cfg.train_data_dir
+        raise DatasetError(f"no usable training images in {source}",
+                           "see the problems listed above; image folders are named "
+                           "'<repeats>_<identifier> <class>' and hold png, jpg, webp or bmp files")
+    if wanted_reg and not any(s.is_reg for s in subsets):
+        note("no usable regularization images; training runs without them")
+    return Dataset(cfg, sizings, subsets, items, warnings, note)
+
+
+class Dataset:
+    def __init__(self, cfg, sizings: list[Sizing], subsets: list[Subset], items: list[Item],
+                 warnings: list[str], warn: Callable[[str], None]):
+        self.cfg, self.sizings, self.subsets, self.items = cfg, sizings, subsets, items
+        self.warnings, self.warn = warnings, warn
+        self.seed = int(cfg.seed) if cfg.seed is not None else 0
+        self.prior_loss_weight = float(cfg.prior_loss_weight)
+        self.output_dir = cfg.output_dir
+        is_reg = [subsets[item.subset].is_reg for item in items]
+        self.train_samples = sum(subsets[item.subset].repeats
+                                 for item, reg in zip(items, is_reg) if not reg)
+        reg_order = [(i, subsets[item.subset].repeats) for i, item in enumerate(items) if is_reg[i]]
+        self.reg_uses = balance_reg(self.train_samples, reg_order)
+        self.uses = {i: subsets[item.subset].repeats
+                     for i, item in enumerate(items) if not is_reg[i]}
+        self.uses.update(self.reg_uses)
+        self.planner = EpochPlanner([item.placement.bucket for item in items], is_reg,
+                                    self.uses, self.seed)
+        self.is_reg = is_reg
+        self.latents: dict[tuple[int, bool], object] = {}
+
+    # ---- plans -----------------------------------------------------------------------------
+    def epoch_batches(self, epoch: int, global_batch_size: int,
+                      world_size: int = 1) -> list[list[SampleRef]]:
+        """The whole epoch (0-based) as batches of one bucket each, in training order.
+
+        With world_size > 1, an incomplete batch is topped up (with repeats of its own samples)
+        so each process gets an equal share: use rank_slice(batch, rank, world_size).
+        """
+        return self.planner.batches(epoch, global_batch_size, world_size)
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        return self.planner.steps(global_batch_size)
+
+    rank_slice = staticmethod(rank_slice)
+
+    def cached_items(self) -> list[int]:
+        """Items that appear in epochs (unused regularization images are never loaded)."""
+        return sorted(i for i, n in self.uses.items() if n > 0)
+
+    def fixed_captions(self) -> bool:
+        return all(s.captions.fixed for s in self.subsets)
+
+    # ---- batches ---------------------------------------------------------------------------
+    def load_batch(self, refs: list[SampleRef], epoch: int) -> dict:
+        """One batch (all refs of one bucket), as a dict:
+
+        images        float32 [B, 3, H, W] in [-1, 1]  (absent once latents are cached)
+        latents       float32 [B, C, H/8, W/8]: the VAE posterior mean, not yet multiplied
+                      by the VAE scaling factor (present after cache_latents)
+        captions      list[str] after caption dropout, shuffling and tag dropout
+        loss_weights  float32 [B]: 1.0, or prior_loss_weight for regularization samples
+        is_reg, paths lists of bool / str
+
+        Flip, crop, hue and caption randomness come from (seed, epoch, ref.pos) only.
+        """
+        import torch
+
+        captions, picks = self.sample_choices(refs, epoch)
+        batch = {
+            "captions": captions,
+            "loss_weights": torch.tensor([self.prior_loss_weight if self.is_reg[r.item] else 1.0
+                                          for r in refs], dtype=torch.float32),
+            "is_reg": [self.is_reg[r.item] for r in refs],
+            "paths": [self.items[r.item].path for r in refs],
+        }
+        if self.latents:
+            batch["latents"] = torch.stack([self._latent(r.item, p.flip) for r, p in
+                                            zip(refs, picks)]).float()
+        else:
+            batch["images"] = to_tensor([render(self.items[r.item], p)
+                                         for r, p in zip(refs, picks)])
+        return batch
+
+    def sample_choices(self, refs: list[SampleRef], epoch: int) -> tuple[list[str], list]:
+        """Each sample's caption as used and its random choices (flip, crop, hue)."""
+        captions, picks = [], []
+        for ref in refs:
+            item = self.items[ref.item]
+            subset = self.subsets[item.subset]
+            picks.append(choices(item, subset, ref, self.seed, epoch))
+            rng = sample_rng(self.seed, epoch, ref.pos, "caption")
+            captions.append(process_caption(item.caption, subset.captions, epoch, rng))
+        return captions, picks
+
+    def iter_batches(self, batches: Iterable[list[SampleRef]], epoch: int,
+                     workers: int = 0) -> Iterator[dict]:
+        """load_batch for each batch in order; with workers > 0, threads load ahead."""
+        if workers <= 0:
+            for refs in batches:
+                yield self.load_batch(refs, epoch)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            pending = []
+            for refs in batches:
+                pending.append(pool.submit(self.load_batch, refs, epoch))
+                if len(pending) > workers:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
+
+    # ---- latent cache ----------------------------------------------------------------------
+    def cache_latents(self, encode, vae_id: str, *, batch_size: int = 1, to_disk: bool = False,
+                      progress=None, rank: int = 0, world_size: int = 1, barrier=None) -> dict:
+        """Encode every used image once (see trainer.data.latents); returns counts
+        {images, reused, encoded, stale, corrupt}. Afterwards load_batch returns latents."""
+        from .latents import cache_latents
+
+        return cache_latents(self, encode, vae_id, batch_size=batch_size, to_disk=to_disk,
+                             progress=progress, rank=rank, world_size=world_size, barrier=barrier)
+
+    def store_latents(self, jobs) -> None:
+        for job in jobs:
+            for index in job.items:
+                self.latents[(index, False)] = job.tensors["latent"]
+                if "latent_flipped" in job.tensors:
+                    self.latents[(index, True)] = job.tensors["latent_flipped"]
+
+    def _latent(self, item: int, flip: bool):
+        key = (item, flip)
+        if key not in self.latents:
+            raise RuntimeError(f"no cached latent for {self.items[item].path} (flip={flip})")
+        return self.latents[key]
+
+    # ---- summaries -------------------------------------------------------------------------
+    def bucket_counts(self) -> dict[tuple[int, int], int]:
+        return {b: len(v) for b, v in sorted(self.planner.by_bucket.items())}
+
+    def tag_frequency(self) -> dict[str, dict[str, int]]:
+        """{folder name: {tag: images whose caption has it}}, as ss_tag_frequency."""
+        result: dict[str, dict[str, int]] = {}
+        for index, subset in enumerate(self.subsets):
+            counts: Counter = Counter()
+            for item in self.items:
+                if item.subset == index:
+                    counts.update(set(tags(item.caption)))
+            result[self._unique_name(subset, index, result)] = dict(counts.most_common())
+        return result
+
+    def _unique_name(self, subset: Subset, index: int, taken: dict) -> str:
+        name, n = subset.name, 2
+        while name in taken:
+            name, n = f"{subset.name} ({n})", n + 1
+        return name
+
+    def summary(self) -> dict:
+        from .summary import summarize
+
+        return summarize(self)
+
+    def kohya_metadata(self, global_batch_size: int) -> dict[str, str]:
+        from .summary import kohya_metadata
+
+        return kohya_metadata(self, global_batch_size)
+
+    def __len__(self) -> int:
+        return self.planner.samples_per_epoch
+
+    def __repr__(self) -> str:
+        return f"Dataset({len(self.items)} images, {len(self)} samples per epoch)"
+
