@@ -1,12 +1,213 @@
-"""The Dataset tab: folder builder, caption preview/editor, bucket preview."""
+"""The Dataset tab: folder builder, caption preview/editor, bucket preview.
+
+The previews read the Train tab's form (folders, caption and bucket options, model), so what
+they show is what that form would train with.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
+from trainer.errors import UserError
+
+from . import dataset_builder, messages
 from .context import AppContext
 from .form import Form
+from .formvalues import config_from_widgets
+from .previews import (MAX_SHOWN, bucket_view, caption_label, caption_rows, histogram_html,
+                       save_caption, thumbnail)
+from .workspace import safe_name
+
+
+def _paths(files, folder: str, ctx: AppContext) -> list[Path]:
+    paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
+    if folder and folder.strip():
+        paths.append(ctx.workspace.resolve(folder))
+    return paths
+
+
+def _count(paths: list[Path]) -> int:
+    try:
+        return len(dataset_builder.split_images([p for p in paths if p.exists()])[0])
+    except OSError:
+        return 0
+
+
+class BuilderHandlers:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    def balance(self, files, folder, repeats, reg_files, reg_folder, reg_repeats):
+        images = _count(_paths(files, folder, self.ctx))
+        regs = _count(_paths(reg_files, reg_folder, self.ctx))
+        result = dataset_builder.balance(images, int(repeats or 1), regs, int(reg_repeats or 1))
+        return (f'<div class="msg msg-info" id="balance-text" data-suggested="{result.suggested_repeats}">'
+                f'{result.text}</div>'), result.suggested_repeats
+
+    def build(self, files, folder, identifier, cls, repeats, reg_files, reg_folder, reg_repeats, dest):
+        images = _paths(files, folder, self.ctx)
+        regs = _paths(reg_files, reg_folder, self.ctx)
+        target = self.ctx.workspace.resolve(dest) if dest and dest.strip() else \
+            self.ctx.workspace.home / "datasets" / safe_name(f"{identifier} {cls}")
+        try:
+            missing = [p for p in images + regs if not p.exists()]
+            if missing:
+                raise UserError(f"{missing[0]} does not exist", "pick existing images or folders")
+            result = dataset_builder.build(target, images, identifier, cls, int(repeats or 1),
+                                           regs, int(reg_repeats or 1))
+        except UserError as err:
+            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
+                                 "error"), gr.skip(), gr.skip()
+        items = [f"{result.concept_dir} ({result.copied} files copied)"]
+        if result.reg_concept_dir:
+            items.append(f"{result.reg_concept_dir} ({result.reg_copied} files copied)")
+        text = messages.note("Built the folders; the Train tab's train_data_dir and reg_data_dir "
+                             "now point at them.", "ok", items + result.skipped)
+        reg_dir = str(result.reg_dir) if result.reg_dir else ""
+        return text, str(result.train_dir), reg_dir
+
+
+def build_folder_builder(ctx: AppContext, form: Form) -> None:
+    handlers = BuilderHandlers(ctx)
+    gr.Markdown("Copy your pictures into the folder layout the trainer reads: "
+                "`img/<repeats>_<identifier> <class>` and `reg/<repeats>_<class>`. "
+                "Your files are copied, never moved or overwritten.")
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label="Training images", file_count="multiple", file_types=["image"],
+                            elem_id="build-images", height=160)
+            folder = gr.Textbox(label="…or a folder of training images", max_lines=1,
+                                elem_id="build-folder")
+            with gr.Row():
+                identifier = gr.Textbox(label="Identifier", value="sks", max_lines=1,
+                                        info="a rare word that will mean your subject",
+                                        elem_id="build-identifier")
+                cls = gr.Textbox(label="Class", placeholder="dog", max_lines=1,
+                                 info="what the subject is", elem_id="build-class")
+                repeats = gr.Number(label="Repeats", value=20, precision=0, minimum=1,
+                                    elem_id="build-repeats")
+        with gr.Column():
+            reg_files = gr.File(label="Regularization images (optional)", file_count="multiple",
+                                file_types=["image"], elem_id="build-reg-images", height=160)
+            reg_folder = gr.Textbox(label="…or a folder of regularization images", max_lines=1,
+                                    elem_id="build-reg-folder")
+            reg_repeats = gr.Number(label="Regularization repeats", value=1, precision=0,
+                                    minimum=1, elem_id="build-reg-repeats")
+    dest = gr.Textbox(label="Destination folder", max_lines=1, elem_id="build-dest",
+                      placeholder=f"default: {ctx.workspace.home / 'datasets'}/<identifier>-<class>")
+    balance = gr.HTML(elem_id="build-balance")
+    suggested = gr.State(20)
+    with gr.Row():
+        use_suggested = gr.Button("Use suggested repeats", elem_id="build-suggest")
+        build = gr.Button("Build folders", variant="primary", elem_id="build-run")
+    result = gr.HTML(elem_id="build-message")
+    counted = [files, folder, repeats, reg_files, reg_folder, reg_repeats]
+    for component in (files, reg_files):
+        component.change(handlers.balance, counted, [balance, suggested])
+    for component in (folder, reg_folder):
+        component.blur(handlers.balance, counted, [balance, suggested])
+    for component in (repeats, reg_repeats):
+        component.change(handlers.balance, counted, [balance, suggested])
+    use_suggested.click(lambda n: n, suggested, repeats)
+    build.click(handlers.build, [files, folder, identifier, cls, repeats, reg_files, reg_folder,
+                                 reg_repeats, dest],
+                [result, form.widgets["train_data_dir"], form.widgets["reg_data_dir"]])
+
+
+class PreviewHandlers:
+    def __init__(self, ctx: AppContext, form: Form):
+        self.ctx, self.form = ctx, form
+
+    def _cfg(self, args):
+        mode, raw = self.form.values(args)
+        cfg, _ = config_from_widgets(mode, raw)
+        return cfg
+
+    def captions(self, *args):
+        cfg = self._cfg(args)
+        try:
+            rows, notes = caption_rows(cfg)
+        except UserError as err:
+            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
+                                 "error"), [], []
+        shown = rows[:MAX_SHOWN]
+        gallery = [(thumbnail(row["path"]), caption_label(row)) for row in shown]
+        warnings = [f"{Path(r['path']).name}: {r['warning']}" for r in rows if r["warning"]]
+        counts = [r["tokens"] for r in rows if r["tokens"] is not None]
+        head = f"{len(rows)} images" + (f", up to {max(counts)} tokens per caption" if counts else "")
+        level = "warning" if notes or warnings else "ok"
+        return messages.note(head, level, notes + warnings), gallery, rows
+
+    def select(self, rows, event: gr.SelectData):
+        if not rows or event.index is None or event.index >= len(rows):
+            return "", "", ""
+        row = rows[event.index]
+        return row["path"], row["caption"], self._describe(row)
+
+    @staticmethod
+    def _describe(row) -> str:
+        parts = [f"from {'its caption file' if row['source'] == 'file' else 'the folder name'}"]
+        if row["tokens"] is not None:
+            parts.append(f"{row['tokens']} tokens")
+        parts.append(f"shuffled example: “{row['shuffled']}”")
+        level = "warning" if row["warning"] else "info"
+        return messages.note(" · ".join(parts), level, [row["warning"]] if row["warning"] else [])
+
+    def save(self, path, text, rows, *args):
+        cfg = self._cfg(args)
+        if not path:
+            return messages.note("Select an image first.", "warning")
+        try:
+            target = save_caption(path, text, cfg, [r["path"] for r in rows or []])
+        except UserError as err:
+            return messages.note(err.message, "error")
+        return messages.note(f"Saved {target.name}; preview the captions again to see it.", "ok")
+
+    def buckets(self, *args):
+        cfg = self._cfg(args)
+        try:
+            preview, items = bucket_view(cfg)
+        except UserError as err:
+            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
+                                 "error"), []
+        return histogram_html(preview), items
+
+
+def build_previews(ctx: AppContext, form: Form) -> None:
+    handlers = PreviewHandlers(ctx, form)
+    with gr.Tab("Captions", id="captions"):
+        gr.Markdown("The caption each training image is trained with (its caption file, or the "
+                    "folder's `identifier class`), counted with the model's tokenizer. Uses the "
+                    "Train tab's folders and caption options.")
+        preview = gr.Button("Preview captions", variant="primary", elem_id="captions-run")
+        summary = gr.HTML(elem_id="captions-summary")
+        gallery = gr.Gallery(label="Captions", columns=6, height=360, elem_id="captions-gallery",
+                             interactive=False, allow_preview=False)
+        rows = gr.State([])
+        with gr.Row():
+            path = gr.Textbox(label="Image", interactive=False, elem_id="caption-image", scale=2)
+            text = gr.Textbox(label="Caption", elem_id="caption-text", scale=3, lines=2)
+        about = gr.HTML(elem_id="caption-about")
+        save = gr.Button("Save caption file", elem_id="caption-save")
+        saved = gr.HTML(elem_id="caption-message")
+    with gr.Tab("Buckets", id="buckets"):
+        gr.Markdown("Which bucket each image lands in and what the crop keeps (the dimmed part is "
+                    "cut away). Uses the Train tab's resolution and bucket options.")
+        run_buckets = gr.Button("Preview buckets", variant="primary", elem_id="buckets-run")
+        histogram = gr.HTML(elem_id="buckets-summary")
+        bucket_gallery = gr.Gallery(label="Buckets", columns=6, height=360, interactive=False,
+                                    elem_id="buckets-gallery")
+    preview.click(handlers.captions, form.inputs, [summary, gallery, rows])
+    gallery.select(handlers.select, rows, [path, text, about])
+    save.click(handlers.save, [path, text, rows, *form.inputs], saved)
+    run_buckets.click(handlers.buckets, form.inputs, [histogram, bucket_gallery])
 
 
 def build(ctx: AppContext, form: Form) -> None:
-    gr.Markdown("Dataset tools")
+    with gr.Tabs(elem_id="dataset-tabs"):
+        with gr.Tab("Folder builder", id="builder"):
+            build_folder_builder(ctx, form)
+        build_previews(ctx, form)
+

@@ -1,0 +1,58 @@
+"""Count caption tokens with the model's own tokenizer (the tokenizers library: light, fast)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from trainer.config import Config
+
+CHUNK = 75  # tokens per text-encoder pass, without the start and end tokens
+
+
+def _tokenizer_folders(cfg: Config) -> list[Path]:
+    folders = []
+    if cfg.tokenizer:
+        folders.append(Path(cfg.tokenizer).expanduser())
+    if cfg.pretrained_model_name_or_path:
+        model = Path(cfg.pretrained_model_name_or_path).expanduser()
+        folders += [model / "tokenizer", model]
+    return [f for f in folders if f.is_dir()]
+
+
+@lru_cache(maxsize=4)
+def _load(folder: str, stamp: float) -> Callable[[str], list[str]]:
+    path = Path(folder)
+    if (path / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        return lambda text: tokenizer.encode(text, add_special_tokens=False).tokens
+    from transformers import CLIPTokenizer  # vocab.json + merges.txt only: the slower way
+
+    slow = CLIPTokenizer.from_pretrained(str(path))
+    return slow.tokenize
+
+
+def tokenizer_for(cfg: Config) -> tuple[Callable[[str], list[str]] | None, str]:
+    """(text -> tokens, where it came from), or (None, why not)."""
+    for folder in _tokenizer_folders(cfg):
+        if (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file():
+            stamp = max(p.stat().st_mtime for p in folder.iterdir())
+            return _load(str(folder), stamp), str(folder)
+    return None, ("token counts need the model's tokenizer: set pretrained_model_name_or_path to "
+                  "a diffusers folder, or tokenizer to a tokenizer folder")
+
+
+def limit(cfg: Config) -> int:
+    return int(cfg.max_token_length or CHUNK)
+
+
+def token_warning(count: int, cfg: Config) -> str | None:
+    allowed = limit(cfg)
+    if count <= allowed:
+        return None
+    wider = next((n for n in (150, 225) if n >= count), None)
+    fix = f"raise max_token_length to {wider}" if wider and wider > allowed else "shorten the caption"
+    return f"{count} tokens: past the limit of {allowed}, the rest is cut off ({fix})"
