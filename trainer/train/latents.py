@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import torch
 
 from .seeding import generator
-
-
-def vae_identity(session) -> str:
-    """Changes whenever the VAE's weights or dtype could differ (part of the cache key)."""
-    source = session.cfg.vae or session.cfg.pretrained_model_name_or_path
-    path = Path(source)
-    stat = ""
-    if path.exists():
-        target = path if path.is_file() else path / "vae"
-        files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
-        stat = ";".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
-    text = f"{path.resolve() if path.exists() else source}|{stat}|{session.precision.vae_dtype}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -35,6 +19,8 @@ def encode_images(vae, images: torch.Tensor, dtype: torch.dtype,
 
 
 def cache_latents(session) -> None:
+    from ..data.latents import vae_identity
+
     vae, dtype = session.bundle.vae, session.precision.vae_dtype
     reporter = session.reporter
 
@@ -42,7 +28,7 @@ def cache_latents(session) -> None:
         reporter.progress("caching latents", done, total)
 
     session.dataset.cache_latents(
-        lambda images: encode_images(vae, images, dtype), vae_identity(session),
+        lambda images: encode_images(vae, images, dtype), vae_identity(vae, extra=str(dtype)),
         batch_size=session.cfg.vae_batch_size, to_disk=session.cfg.cache_latents_to_disk,
         progress=progress, rank=session.rank, world_size=session.world,
         barrier=session.accelerator.wait_for_everyone)
