@@ -72,6 +72,24 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.stop_trainers()
+
+    def stop_trainers(self) -> None:
+        """Trainers outlive the GUI by design; a test ends the ones its GUI started."""
+        import json
+
+        from trainer.runs import pid_alive
+
+        index = self.home / "outputs" / ".runs.json"
+        if not index.exists():
+            return
+        for entry in json.loads(index.read_text(encoding="utf-8")).get("runs", {}).values():
+            pid = entry.get("pid")
+            if pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def option_group_ids(name: str) -> tuple[str, str | None]:

@@ -123,7 +123,17 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process nobody has reaped yet (e.g. a trainer whose GUI was restarted, in a
+    container whose init does not reap) still answers kill(pid, 0); it is not running."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass

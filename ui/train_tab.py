@@ -126,7 +126,9 @@ class TrainHandlers:
         verb = "Queued" if was_busy else "Started"
         text = messages.note(f"{verb} {run_dir.name}. The next run will go to a new folder.", "ok",
                              [str(p) for p in problems])
-        return text, output_dir, logging_dir, gr.Tabs(selected="runs"), str(run_dir)
+        runs = [(info.name, str(info.run_dir)) for info in self.ctx.runner.runs()]
+        return (text, output_dir, logging_dir, gr.Tabs(selected="runs"),
+                gr.update(choices=runs, value=str(run_dir)))
 
 
 class PresetHandlers:

@@ -1,11 +1,117 @@
-"""The Utilities tab: model conversion and LoRA tools, run as trainer subprocesses."""
+"""The Utilities tab: convert models, merge LoRA into a checkpoint, inspect and resize LoRA files.
+
+Each tool is the trainer's own command run as a subprocess; its output streams into the page.
+"""
 
 from __future__ import annotations
 
+import shlex
+import time
+
 import gradio as gr
 
+from trainer.errors import UserError
+
+from . import messages, tools
 from .context import AppContext
+
+PRECISION_CHOICES = [tools.DEFAULT, *tools.PRECISIONS]
+FORMAT_CHOICES = [tools.DEFAULT, *tools.MODEL_FORMATS]
+
+
+def _runner(ctx: AppContext, make_argv):
+    """A generator handler: (status html, output text) while the tool runs."""
+
+    def run(*args):
+        try:
+            argv = make_argv(*args)
+        except (UserError, ValueError) as err:
+            text = f"{err.message} ({err.hint})" if isinstance(err, UserError) and err.hint else str(err)
+            yield messages.note(text, "error"), ""
+            return
+        if not tools.available(argv[0]):
+            yield messages.note(f"'python -m trainer {argv[0]}' is not part of this version.",
+                                "error"), ""
+            return
+        command = "python -m trainer " + shlex.join(argv)
+        started = time.monotonic()
+        yield messages.note(f"Running: {command}", "info"), ""
+        for output, code in tools.stream(argv, ctx.workspace.home):
+            elapsed = time.monotonic() - started
+            if code is None:
+                yield messages.note(f"Running ({elapsed:.0f} s): {command}", "info"), output
+            elif code == 0:
+                yield messages.note(f"Done in {elapsed:.1f} s: {command}", "ok"), output
+            else:
+                last = output.strip().splitlines()[-1] if output.strip() else f"exit code {code}"
+                yield messages.note(f"Failed: {last}", "error"), output
+
+    return run
+
+
+def _output_box(prefix: str):
+    status = gr.HTML(elem_id=f"{prefix}-status")
+    output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
+                        elem_id=f"{prefix}-output")
+    return status, output
+
+
+def _common(prefix: str):
+    with gr.Row():
+        save_as = gr.Dropdown(FORMAT_CHOICES, value=tools.DEFAULT, label="save_model_as",
+                              info="default: follows the destination's name", elem_id=f"{prefix}-format")
+        precision = gr.Dropdown(PRECISION_CHOICES, value=tools.DEFAULT, label="save_precision",
+                                elem_id=f"{prefix}-precision")
+        v2 = gr.Checkbox(label="v2", info="insist on SD 2.x (normally detected)", elem_id=f"{prefix}-v2")
+        vparam = gr.Checkbox(label="v_parameterization", info="768-v models",
+                             elem_id=f"{prefix}-vparam")
+        overwrite = gr.Checkbox(label="overwrite", info="replace the destination if it exists",
+                                elem_id=f"{prefix}-overwrite")
+    return [save_as, precision, v2, vparam, overwrite]
 
 
 def build(ctx: AppContext) -> None:
-    gr.Markdown("Utilities")
+    with gr.Tabs(elem_id="utilities-tabs"):
+        with gr.Tab("Convert model", id="convert"):
+            gr.Markdown("Between `.safetensors` / `.ckpt` single files and diffusers folders, "
+                        "and between precisions. A destination ending in `.safetensors` or "
+                        "`.ckpt` is a single file, anything else a diffusers folder.")
+            with gr.Row():
+                src = gr.Textbox(label="Source model", max_lines=1, elem_id="convert-src")
+                dst = gr.Textbox(label="Destination", max_lines=1, elem_id="convert-dst")
+            common = _common("convert")
+            run = gr.Button("Convert", variant="primary", elem_id="convert-run")
+            status, output = _output_box("convert")
+            run.click(_runner(ctx, tools.convert_argv), [src, dst, *common], [status, output])
+        with gr.Tab("Merge LoRA", id="merge"):
+            gr.Markdown("Bake one or more LoRA files into a base model. One LoRA per line, "
+                        "optionally followed by `: weight` (default 1).")
+            base = gr.Textbox(label="Base model", max_lines=1, elem_id="merge-base")
+            loras = gr.Textbox(label="LoRA files", lines=3, elem_id="merge-loras",
+                               placeholder="/path/to/subject.safetensors : 0.8")
+            out = gr.Textbox(label="Merged model", max_lines=1, elem_id="merge-out")
+            common = _common("merge")
+            run = gr.Button("Merge", variant="primary", elem_id="merge-run")
+            status, output = _output_box("merge")
+            run.click(_runner(ctx, tools.merge_argv), [base, loras, out, *common], [status, output])
+        with gr.Tab("Inspect LoRA", id="info"):
+            file = gr.Textbox(label="LoRA file", max_lines=1, elem_id="info-file")
+            layers = gr.Checkbox(label="list every layer", elem_id="info-layers")
+            run = gr.Button("Inspect", variant="primary", elem_id="info-run")
+            status, output = _output_box("info")
+            run.click(_runner(ctx, tools.info_argv), [file, layers], [status, output])
+        with gr.Tab("Resize LoRA", id="resize"):
+            gr.Markdown("Reduce a LoRA's rank (SVD): a smaller file that keeps most of the effect.")
+            with gr.Row():
+                file = gr.Textbox(label="LoRA file", max_lines=1, elem_id="resize-file")
+                new_dim = gr.Number(label="New rank", value=8, precision=0, elem_id="resize-dim")
+                out = gr.Textbox(label="Output file (default: beside the input)", max_lines=1,
+                                 elem_id="resize-out")
+            with gr.Row():
+                precision = gr.Dropdown(PRECISION_CHOICES, value=tools.DEFAULT,
+                                        label="save_precision", elem_id="resize-precision")
+                overwrite = gr.Checkbox(label="overwrite", elem_id="resize-overwrite")
+            run = gr.Button("Resize", variant="primary", elem_id="resize-run")
+            status, output = _output_box("resize")
+            run.click(_runner(ctx, tools.resize_argv), [file, new_dim, out, precision, overwrite],
+                      [status, output])

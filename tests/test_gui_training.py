@@ -1,0 +1,133 @@
+"""A user's whole training path in a real browser, with the real trainer on a tiny model:
+Start, watch progress, loss and samples arrive, queue a second run, reload the page, Stop (state
+saved), the queued run starts by itself, Resume the first one from its state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
+from helpers import make_db_dataset
+from trainer.runs import read_events
+
+pytestmark = needs_chromium
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    app = AppServer(tmp_path_factory.mktemp("training") / "home 'é'").start()
+    yield app
+    app.stop()
+
+
+def progress(gui: Gui) -> dict:
+    box = gui.page.locator("#run-progress .run-progress")
+    if not box.count():
+        return {}
+    return {"status": box.get_attribute("data-status"), "step": int(box.get_attribute("data-step") or 0),
+            "text": box.inner_text()}
+
+
+def wait_progress(gui: Gui, test, what: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    state = {}
+    while time.monotonic() < deadline:
+        state = progress(gui)
+        if state and test(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; the page shows {state}\n"
+                         f"{gui.page.locator('#run-log textarea').input_value()[-2000:]}")
+
+
+def fill_tiny_run(gui: Gui, model, train, reg, prompts, steps: int, sample_every: str) -> str:
+    gui.set("pretrained_model_name_or_path", str(model))
+    gui.set("train_data_dir", str(train))
+    gui.set("reg_data_dir", str(reg))
+    gui.set("resolution", "64")
+    gui.set("train_batch_size", "2")
+    gui.set("max_train_steps", str(steps))
+    gui.set("learning_rate", "1e-4")
+    gui.set("seed", "3")
+    gui.set("cache_latents", True)
+    gui.set("sample_prompts", str(prompts))
+    gui.set("sample_every_n_steps", sample_every)
+    return gui.value("output_dir")
+
+
+def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
+    data = server.home / "data set"
+    train, reg = make_db_dataset(data, repeats=1, images=3, reg_images=3)
+    prompts = data / "prompts.txt"
+    prompts.write_text("a sks dog --w 64 --h 64 --s 2 --d 5\n", encoding="utf-8")
+    model = tiny_model("tiny-v1")
+    gui = Gui(page, server).open()
+
+    # Start a run and watch it.
+    first_dir = fill_tiny_run(gui, model, train, reg, prompts, steps=8, sample_every="2")
+    first = first_dir.rsplit("/", 1)[-1]
+    gui.press("train-start", expect="Started")
+    gui.page.locator("#run-progress").wait_for()  # Start switches to the Runs tab
+    seen = {}
+    state = wait_progress(gui, lambda s: s["step"] >= 1, "the first step")
+    while state.get("status") == "running" and state["step"] < 3:
+        seen.setdefault(state["step"], time.time())
+        state = progress(gui)
+        time.sleep(0.02)
+    gui.page.locator("#run-chart .loss-chart:not([data-points='0'])").wait_for()
+    gui.page.locator("#run-gallery img").first.wait_for(timeout=120000)
+    assert "ETA" in progress(gui)["text"] and first in progress(gui)["text"]
+
+    # A second run is queued while the first trains.
+    gui.tab("Train")
+    gui.page.locator("#train-start", has_text="Queue").wait_for()
+    second_dir = gui.value("output_dir")
+    assert second_dir != first_dir  # a fresh folder was proposed after the start
+    gui.set("max_train_steps", "2")
+    gui.set("sample_every_n_steps", "")
+    gui.press("train-start", expect="Queued")
+    second = second_dir.rsplit("/", 1)[-1]
+    gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='queued']").wait_for()
+
+    # Closing/reloading the page finds the running run again.
+    gui.open()
+    gui.tab("Runs")
+    state = wait_progress(gui, lambda s: s["status"] == "running", "the running run after a reload")
+    assert first in state["text"]
+
+    # Stop: the trainer saves its state and model, then the queued run starts by itself.
+    gui.press("run-stop", "run-action", expect="Stopping")
+    state = wait_progress(gui, lambda s: s["status"] == "stopped" and first in s["text"], "the stop")
+    stopped_at = state["step"]
+    assert 1 <= stopped_at < 8
+    assert list((server.home / "outputs" / first).glob("*-state"))
+    assert "state" in gui.text("run-messages")
+    gui.page.locator(f"#runs-table tr[data-run='{second}']:is([data-status='starting'],"
+                     f"[data-status='running'],[data-status='finished'])").wait_for(timeout=60000)
+
+    # Resume the first run from its state; it waits for the second and continues, not restarts.
+    gui.choose("#run-select", first)
+    gui.page.locator("#run-resume:not([disabled])").wait_for()
+    gui.press("run-resume", "run-action", expect="Resuming")
+    gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='finished']").wait_for(timeout=180000)
+    state = wait_progress(gui, lambda s: s["status"] == "finished" and first in s["text"],
+                          "the resumed run to finish", timeout=240)
+    assert state["step"] == 8
+    events = read_events(server.home / "outputs" / first / "events.jsonl")[0]
+    starts = [e for e in events if e["kind"] == "start"]
+    assert len(starts) == 2 and starts[1]["first_step"] == stopped_at
+    assert [e["status"] for e in events if e["kind"] == "end"] == ["stopped", "finished"]
+    config = (server.home / "outputs" / first / "config.toml").read_text(encoding="utf-8")
+    assert "resume = " in config
+
+    # How long after the trainer wrote a step event the page showed it.
+    written = {e["step"]: e["time"] for e in events if e["kind"] == "step"}
+    delays = sorted(seen[step] - written[step] for step in seen if step in written)
+    if delays:
+        print(f"\ntrainer event -> page: median {delays[len(delays) // 2]:.2f} s, "
+              f"max {delays[-1]:.2f} s over {len(delays)} steps")
+        assert delays[len(delays) // 2] < 2.0
+    print(json.dumps({"stopped_at": stopped_at}))

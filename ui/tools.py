@@ -1,0 +1,118 @@
+"""The trainer's model and LoRA tools as subprocesses (python -m trainer <tool> …), streamed.
+
+Argument lists are built here, from the form of the Utilities tab; nothing goes through a shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from trainer.errors import UserError
+
+from .runner import trainer_env
+
+DEFAULT = "(default)"
+PRECISIONS = ("float", "fp16", "bf16")
+MODEL_FORMATS = ("safetensors", "ckpt", "diffusers", "diffusers_safetensors")
+
+
+def available(command: str) -> bool:
+    from trainer.commands import COMMANDS
+
+    return command in COMMANDS
+
+
+def _need(value: str | None, what: str) -> str:
+    if not value or not str(value).strip():
+        raise UserError(f"no {what} given", f"type the {what}")
+    return str(value).strip()
+
+
+def _options(save_model_as=None, save_precision=None, v2=False, v_parameterization=False,
+             overwrite=False) -> list[str]:
+    argv = []
+    if save_model_as and save_model_as != DEFAULT:
+        argv += ["--save_model_as", save_model_as]
+    if save_precision and save_precision != DEFAULT:
+        argv += ["--save_precision", save_precision]
+    if v2:
+        argv.append("--v2")
+    if v_parameterization:
+        argv.append("--v_parameterization")
+    if overwrite:
+        argv.append("--overwrite")
+    return argv
+
+
+def convert_argv(src, dst, save_model_as=None, save_precision=None, v2=False,
+                 v_parameterization=False, overwrite=False) -> list[str]:
+    return ["convert", _need(src, "source model"), _need(dst, "destination"),
+            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite)]
+
+
+def parse_loras(text: str) -> list[str]:
+    """Lines 'path' or 'path : weight' -> FILE[:WEIGHT] arguments (paths may hold spaces)."""
+    loras = []
+    for line in (text or "").splitlines():
+        line = line.strip().strip('"')
+        if not line:
+            continue
+        path, sep, weight = line.rpartition(":")
+        if sep and weight.strip() and _is_number(weight) and path.strip():
+            loras.append(f"{path.strip().strip(chr(34))}:{float(weight):g}")
+        else:
+            loras.append(line)
+    if not loras:
+        raise UserError("no LoRA file given", "one LoRA file per line, optionally ': weight'")
+    return loras
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def merge_argv(base, loras_text, out, save_model_as=None, save_precision=None, v2=False,
+               v_parameterization=False, overwrite=False) -> list[str]:
+    return ["lora-merge", "--base", _need(base, "base model"), "--lora", *parse_loras(loras_text),
+            "--out", _need(out, "output path"),
+            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite)]
+
+
+def info_argv(file, layers: bool = False) -> list[str]:
+    return ["lora-info", _need(file, "LoRA file"), *(["--layers"] if layers else [])]
+
+
+def resize_argv(file, new_dim, out=None, save_precision=None, overwrite=False) -> list[str]:
+    if not new_dim or int(new_dim) < 1:
+        raise UserError("the new rank must be 1 or more", "type the rank to reduce to")
+    argv = ["lora-resize", _need(file, "LoRA file"), "--new_dim", str(int(new_dim))]
+    if out and str(out).strip():
+        argv += ["--out", str(out).strip()]
+    return argv + _options(save_precision=save_precision, overwrite=overwrite)
+
+
+def stream(argv: list[str], cwd: Path, every: float = 0.3) -> Iterator[tuple[str, int | None]]:
+    """Run `python -m trainer <argv>`; yield (output so far, exit code or None while running)."""
+    process = subprocess.Popen([sys.executable, "-m", "trainer", *argv], cwd=str(cwd),
+                               env=trainer_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                               errors="replace")
+    lines: list[str] = []
+    last = 0.0
+    assert process.stdout is not None
+    for line in process.stdout:  # text mode reads a progress bar's \r as a line end too
+        if line.strip():
+            lines.append(line.rstrip("\n"))
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            yield "\n".join(lines[-300:]), None
+    code = process.wait()
+    yield "\n".join(lines[-300:]), code
