@@ -12,7 +12,7 @@ from helpers import make_concept, make_image
 from trainer.config import BY_NAME, MODES, OPTIONS, Config, load_config, validate
 from trainer.config.kohya_import import import_kohya, looks_like_kohya
 from trainer.errors import UserError
-from ui import dataset_builder
+from ui import dataset_builder, tools
 from ui.chart import loss_chart, smooth
 from ui.formvalues import (check, command_line, config_from_widgets, launch_argv, to_widget,
                            widget_values)
@@ -241,3 +241,15 @@ def test_gui_help_runs_without_heavy_imports():
     result = subprocess.run([PYTHON, "app.py", "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "--root DIR" in result.stdout
+
+
+def test_tool_arguments_keep_awkward_paths_whole():
+    argv = tools.merge_argv("C:\\models\\base 1.5.safetensors",
+                            "C:\\loras\\my subject.safetensors : 0.7\n\n/home/zoë/style's.safetensors\n",
+                            "out dir/merged.safetensors", save_precision="fp16", overwrite=True)
+    assert argv == ["lora-merge", "--base", "C:\\models\\base 1.5.safetensors", "--lora",
+                    "C:\\loras\\my subject.safetensors:0.7", "/home/zoë/style's.safetensors",
+                    "--out", "out dir/merged.safetensors", "--save_precision", "fp16", "--overwrite"]
+    assert tools.convert_argv("a", "b.ckpt", save_model_as="(default)", v2=True) == \
+        ["convert", "a", "b.ckpt", "--v2"]
+    assert tools.resize_argv("x.safetensors", 4) == ["lora-resize", "x.safetensors", "--new_dim", "4"]

@@ -7,6 +7,7 @@ import gradio as gr
 from . import dataset_tab, runs_tab, train_tab, utilities_tab
 from .chart import CHART_CSS
 from .context import AppContext
+from .form import FORM_CSS
 from .messages import MESSAGES_CSS
 from .previews import PREVIEW_CSS
 from .run_view import RUNS_CSS
@@ -14,7 +15,7 @@ from .runner import Runner
 from .workspace import Workspace
 
 TITLE = "Stable Diffusion DreamBooth & LoRA trainer"
-CSS = CHART_CSS + RUNS_CSS + MESSAGES_CSS + PREVIEW_CSS + """
+CSS = FORM_CSS + CHART_CSS + RUNS_CSS + MESSAGES_CSS + PREVIEW_CSS + """
 #run-log textarea { font-family: var(--font-mono); font-size: 12px; }
 """
 

@@ -184,7 +184,7 @@ def build_previews(ctx: AppContext, form: Form) -> None:
         preview = gr.Button("Preview captions", variant="primary", elem_id="captions-run")
         summary = gr.HTML(elem_id="captions-summary")
         gallery = gr.Gallery(label="Captions", columns=6, height=360, elem_id="captions-gallery",
-                             interactive=False, allow_preview=False)
+                             interactive=False, allow_preview=False, object_fit="contain")
         rows = gr.State([])
         with gr.Row():
             path = gr.Textbox(label="Image", interactive=False, elem_id="caption-image", scale=2)
@@ -198,7 +198,7 @@ def build_previews(ctx: AppContext, form: Form) -> None:
         run_buckets = gr.Button("Preview buckets", variant="primary", elem_id="buckets-run")
         histogram = gr.HTML(elem_id="buckets-summary")
         bucket_gallery = gr.Gallery(label="Buckets", columns=6, height=360, interactive=False,
-                                    elem_id="buckets-gallery")
+                                    elem_id="buckets-gallery", object_fit="contain")
     preview.click(handlers.captions, form.inputs, [summary, gallery, rows])
     gallery.select(handlers.select, rows, [path, text, about])
     save.click(handlers.save, [path, text, rows, *form.inputs], saved)

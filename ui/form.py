@@ -16,6 +16,8 @@ from trainer.config import GROUPS, MODE_TITLES, MODES, OPTIONS, Config, Option
 from .formvalues import dropdown_choices, to_widget, widget_kind
 
 OPEN_GROUPS = ("Model", "Folders")
+# Gradio sizes checkboxes by their label only; every option gets the same room in a row.
+FORM_CSS = ".option { min-width: 260px !important; flex: 1 1 260px !important; }\n"
 
 
 def group_id(group: str) -> str:
@@ -68,7 +70,7 @@ def make_widget(option: Option, mode: str) -> gr.components.Component:
     kind = widget_kind(option)
     value = to_widget(option, option.default_for(mode))
     common = dict(label=option.name, info=option.help, elem_id=f"opt-{option.name}",
-                  visible=option.used_in(mode), min_width=280)
+                  visible=option.used_in(mode), min_width=260, elem_classes=["option"])
     if kind == "checkbox":
         return gr.Checkbox(value=value, **common)
     if kind == "dropdown":

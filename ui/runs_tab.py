@@ -192,12 +192,12 @@ class RunsHandlers:
 def build(ctx: AppContext) -> RunsTab:
     handlers = RunsHandlers(ctx)
     table = gr.HTML(elem_id="runs-table")
-    with gr.Row(equal_height=True):
-        select = gr.Dropdown(choices=[], value=None, label="Run", elem_id="run-select", scale=3,
-                             allow_custom_value=False)
-        stop = gr.Button("Stop", elem_id="run-stop", interactive=False, scale=1)
-        resume = gr.Button("Resume", elem_id="run-resume", interactive=False, scale=1)
-        tensorboard = gr.Button("Open TensorBoard", elem_id="run-tensorboard", scale=1)
+    select = gr.Dropdown(choices=[], value=None, label="Run", elem_id="run-select",
+                         allow_custom_value=False)
+    with gr.Row():
+        stop = gr.Button("Stop", elem_id="run-stop", interactive=False, variant="stop")
+        resume = gr.Button("Resume", elem_id="run-resume", interactive=False)
+        tensorboard = gr.Button("Open TensorBoard", elem_id="run-tensorboard")
     with gr.Row(visible=False, equal_height=True) as queue_row:
         up = gr.Button("Move up in queue", elem_id="queue-up", size="sm")
         down = gr.Button("Move down in queue", elem_id="queue-down", size="sm")
@@ -210,7 +210,7 @@ def build(ctx: AppContext) -> RunsTab:
             chart = gr.HTML(elem_id="run-chart", label="Loss")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Samples", elem_id="run-gallery", columns=3, height=320,
-                                 interactive=False)
+                                 interactive=False, object_fit="contain")
     log = gr.Textbox(label="trainer.log", lines=14, max_lines=14, autoscroll=True,
                      interactive=False, elem_id="run-log")
     memo = gr.State({})

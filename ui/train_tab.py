@@ -283,22 +283,21 @@ def build_browser(ctx: AppContext):
 
 
 def build(ctx: AppContext) -> TrainTab:
-    message = gr.HTML(elem_id="train-message", render=False)
     radio = mode_radio("db")
+    with gr.Row(equal_height=True):
+        check_btn = gr.Button("Check", elem_id="train-check")
+        start = gr.Button("Start", variant="primary", elem_id="train-start")
+        print_btn = gr.Button("Print command", elem_id="train-print")
+        new_folder = gr.Button("New run folder", elem_id="train-new-folder")
+    message = gr.HTML(elem_id="train-message")
+    command = gr.Textbox(label="Command", visible=False, interactive=False, lines=3,
+                         buttons=["copy"], elem_id="train-command")
     wire_presets = build_presets(ctx, message)
     wire_browser = build_browser(ctx)
     form = build_form(radio)
     wire_presets(form)
     wire_browser(form)
     handlers = TrainHandlers(ctx, form)
-    with gr.Row(equal_height=True):
-        check_btn = gr.Button("Check", elem_id="train-check")
-        start = gr.Button("Start", variant="primary", elem_id="train-start")
-        print_btn = gr.Button("Print command", elem_id="train-print")
-        new_folder = gr.Button("New run folder", elem_id="train-new-folder")
-    message.render()
-    command = gr.Textbox(label="Command", visible=False, interactive=False, lines=3,
-                         buttons=["copy"], elem_id="train-command")
     form.mode.change(handlers.switch_mode, form.inputs, form.outputs)
     check_btn.click(handlers.check, form.inputs, message)
     print_btn.click(handlers.print_command, form.inputs, [command, message])
