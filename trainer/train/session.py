@@ -140,11 +140,7 @@ class Session:
             self.target = LoRATarget(self.cfg, self.bundle, self.precision)
         else:
             self.target = DreamBoothTarget(self.cfg, self.bundle, self.precision)
-        self.target.place()
-        vae = self.bundle.vae
-        vae.requires_grad_(False)
-        vae.eval()
-        vae.to(device=self.device, dtype=self.precision.vae_dtype)
+        self.target.place()  # also freezes the VAE in its dtype on the device
         self.naming = Naming(self.run_dir, self.cfg.output_name, self.target.model_format)
 
     def _setup_latents(self) -> None:
