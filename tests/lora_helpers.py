@@ -15,11 +15,11 @@ def load_parts(folder: Path):
     return unet.eval(), text.eval()
 
 
-def unet_inputs(seed: int = 0, batch: int = 1, context_dim: int = 32):
+def unet_inputs(seed: int = 0, batch: int = 1, context_dim: int = 32, size: int = 8):
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 4, 8, 8, generator=gen), torch.tensor([500] * batch),
+    return (torch.randn(batch, 4, size, size, generator=gen), torch.tensor([500] * batch),
             torch.randn(batch, 77, context_dim, generator=gen))
 
 

@@ -160,3 +160,17 @@ def test_network_for_config_reads_network_args_and_parts(parts):
     assert net.settings.conv_dim == 2 and net.settings.conv_alpha == 1.0
     assert net.unet_loras[0].rank_dropout == 0.1 and net.settings.loraplus_lr_ratio == 4
     assert setup.args == {"conv_dim": 2, "rank_dropout": 0.1, "loraplus_lr_ratio": 4.0}
+
+
+def test_every_layer_gets_gradients_under_gradient_checkpointing(parts):
+    from trainer.networks import create_network
+
+    unet, text = parts
+    unet.requires_grad_(False).train().enable_gradient_checkpointing()
+    net = randomize(create_network(unet, text, dim=4, alpha=4, conv_dim=2,
+                                   train_text_encoder=False)).apply()
+    # 16x16 latents: the innermost attention then sees 4 tokens (with 1, q and k get no gradient)
+    sample, timestep, context = unet_inputs(size=16)
+    unet(sample, timestep, context).sample.pow(2).mean().backward()
+    assert all(l.lora_down.weight.grad is not None and l.lora_down.weight.grad.abs().sum() > 0
+               for l in net.loras)

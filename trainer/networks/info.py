@@ -88,9 +88,14 @@ def _summarize_json(key: str, text: str) -> str:
             if isinstance(folder, dict):
                 tags.update({t: int(n) for t, n in folder.items() if isinstance(n, (int, float))})
         top = ", ".join(f"{tag} ({n})" for tag, n in tags.most_common(10))
-        return f"{len(data)} folders, {len(tags)} tags" + (f"; top: {top}" if top else "")
+        counts = f"{_plural(len(data), 'folder')}, {_plural(len(tags), 'tag')}"
+        return counts + (f"; top: {top}" if top else "")
     compact = json.dumps(data, ensure_ascii=False)
     return compact if len(compact) <= 200 else compact[:200] + "…"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def main(argv: list[str]) -> int:

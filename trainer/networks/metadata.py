@@ -105,7 +105,7 @@ def _network_keys(network, network_args: Mapping[str, Any] | None) -> dict:
     if settings.conv_dim is not None:  # tools detect LoCon from these two
         args["conv_dim"] = str(settings.conv_dim)
         args["conv_alpha"] = str(settings.conv_alpha)
-    keys = {"ss_network_dim": settings.dim, "ss_network_alpha": settings.alpha,
+    keys = {"ss_network_dim": settings.dim, "ss_network_alpha": float(settings.alpha),
             "ss_network_dropout": settings.dropout}
     if args:
         keys["ss_network_args"] = json.dumps(args)
