@@ -88,6 +88,8 @@ def describe_non_lora(state_dict: Mapping[str, object]) -> str | None:
         return "is a LoRA for SDXL; only Stable Diffusion 1.x/2.x LoRAs fit"
     if any(".hada_w1_a" in k or ".lokr_w" in k for k in keys):
         return "is a LyCORIS LoHa/LoKr network; only LoRA/LoCon layers are supported"
+    if any(k.endswith((".dora_scale", ".lora_mid.weight")) for k in keys):
+        return "uses DoRA or CP-decomposed layers; only plain LoRA/LoCon layers are supported"
     if any(k.startswith(("unet.", "text_encoder.")) and ("lora" in k) for k in keys):
         return "is a diffusers/PEFT-format LoRA, not a kohya-format one"
     if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in keys) \

@@ -71,7 +71,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     from . import base_io
-    from .files import read_network_file
 
     args = _parser().parse_args(argv)
     out = Path(args.out)
@@ -79,6 +78,8 @@ def main(argv: list[str]) -> int:
         raise UserError("--out is the base model itself", "save the merged model elsewhere")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out} already exists", "choose another --out or add --overwrite")
+    from .files import read_network_file  # torch: only once the arguments are fine
+
     loras = [parse_lora_arg(text) for text in args.lora]
     files = [(path, weight, read_network_file(path)[0]) for path, weight in loras]
     bundle = base_io.load_base(args.base, v2=args.v2, v_parameterization=args.v_parameterization)

@@ -137,7 +137,8 @@ def _model_identity(kind: str, name: str | None) -> dict:
         return {}
     from .files import file_sha256, legacy_model_hash
 
-    keys = {f"ss_{kind}_name": os.path.basename(os.path.normpath(name))}
+    shown = os.path.basename(os.path.normpath(name)) if os.path.exists(name) else name
+    keys = {f"ss_{kind}_name": shown}  # a hub id stays whole
     if os.path.isfile(name):
         prefix = "sd_model" if kind == "sd_model" else kind
         keys[f"ss_{prefix}_hash"] = legacy_model_hash(name)

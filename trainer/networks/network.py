@@ -165,10 +165,12 @@ class LoRANetwork(nn.Module):
         own = self.state_dict()
         with torch.no_grad():
             for name in report.loaded:
-                for suffix in ("lora_down.weight", "lora_up.weight", "alpha"):
-                    key = f"{name}.{suffix}"
-                    if key in state_dict:
-                        own[key].copy_(state_dict[key])
+                for suffix in ("lora_down.weight", "lora_up.weight"):
+                    own[f"{name}.{suffix}"].copy_(state_dict[f"{name}.{suffix}"])
+                alpha = state_dict.get(f"{name}.alpha")
+                # early LoRA files have no alpha: they meant alpha = rank (no scaling)
+                own[f"{name}.alpha"].fill_(float(alpha) if alpha is not None
+                                           else state_dict[f"{name}.lora_down.weight"].shape[0])
         for layer in self.loras:
             if layer.lora_name in report.loaded:
                 before = layer.scale

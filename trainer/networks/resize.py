@@ -152,6 +152,9 @@ def _check_args(args) -> Path:
     if args.dynamic_param is not None and args.dynamic_param <= 0:
         raise UserError("--dynamic_param must be positive", "e.g. 0.9")
     source = Path(args.file)
+    if not source.is_file():
+        raise UserError(f"{source} does not exist" if not source.exists() else
+                        f"{source} is a folder", "give a LoRA .safetensors file")
     tag = "dynamic" if args.dynamic_method else f"dim{args.new_dim}"
     out = Path(args.out) if args.out else source.with_name(f"{source.stem}-{tag}.safetensors")
     if out.exists() and out.resolve() == source.resolve():
@@ -162,10 +165,10 @@ def _check_args(args) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from .files import read_network_file, save_network_file
-
     args = _parser().parse_args(argv)
     out = _check_args(args)
+    from .files import read_network_file, save_network_file  # torch: once the arguments are fine
+
     state_dict, metadata = read_network_file(args.file)
     downs = [v for k, v in state_dict.items() if k.endswith(".lora_down.weight")]
     precision = args.save_precision or downs[0].dtype
