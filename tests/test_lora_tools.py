@@ -133,3 +133,27 @@ def test_resize_to_full_rank_reproduces_and_lower_rank_is_the_best_fit(lora_file
                          "small.safetensors already exists")
     assert_clean_failure(run_cli("lora-resize", tmp_path / "missing.safetensors", "--new_dim", "2"),
                          "missing.safetensors does not exist")
+
+
+@pytest.mark.parametrize("method, param, rank", [("sv_fro", 0.9, 2), ("sv_ratio", 3, 2),
+                                                 ("sv_ratio", 5, 3), ("sv_cumulative", 0.85, 3),
+                                                 (None, None, 4)])
+def test_dynamic_resize_picks_the_rank_from_the_singular_values(method, param, rank):
+    import torch
+
+    from trainer.networks.resize import resize_state_dict
+
+    # one layer whose update has singular values 4, 2, 1, 0.5 (at scale alpha/rank = 1)
+    q_out, _ = torch.linalg.qr(torch.randn(16, 4, dtype=torch.float64))
+    q_in, _ = torch.linalg.qr(torch.randn(12, 4, dtype=torch.float64))
+    s = torch.tensor([4.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    name = "lora_unet_mid_block_attentions_0_proj_out"
+    state = {f"{name}.lora_up.weight": (q_out * s).float(),
+             f"{name}.lora_down.weight": q_in.T.float().contiguous(),
+             f"{name}.alpha": torch.tensor(4.0)}
+    resized, report = resize_state_dict(state, 8, None, method, param)
+    assert report[0].new_rank == rank
+    assert resized[f"{name}.lora_down.weight"].shape == (rank, 12)
+    assert float(resized[f"{name}.alpha"]) == rank  # alpha / rank stays 1
+    kept = (s[:rank] ** 2).sum().sqrt() / (s ** 2).sum().sqrt()
+    assert report[0].fro_retained == pytest.approx(float(kept), rel=1e-5)

@@ -101,9 +101,10 @@ def resized_metadata(metadata: dict, report: list[LayerResize], new_dim: int,
         meta["ss_network_dim"] = meta["ss_network_alpha"] = "Dynamic"
         note = f"dynamic resize from rank {old}"
     else:
-        meta["ss_network_dim"] = str(new_dim)
+        new = max((r.new_rank for r in report if not r.conv3x3), default=new_dim)
+        meta["ss_network_dim"] = str(new)
         meta["ss_network_alpha"] = str(linear.pop()) if len(linear) == 1 else "Dynamic"
-        note = f"rank resized from {old} to {new_dim}"
+        note = f"rank resized from {old} to {new}"
     meta["ss_training_comment"] = f"{note}; {comment}" if comment else note
     if "ss_network_args" in meta and new_conv_dim:
         try:
