@@ -103,7 +103,13 @@ class DreamBoothTarget:
         return self.text_encoder
 
     def sampling_modules(self):
-        return _unwrap(self.unet), _unwrap(self.text_encoder)
+        return _unwrap(self.unet), _unwrap(self.text_encoder), []
+
+    def checkpoint_objects(self) -> list:
+        return []  # the prepared U-Net and text encoder are saved by accelerate already
+
+    def build_metadata(self, session) -> None:
+        pass
 
     # -- output
     def save(self, path: Path, **_) -> Path:
