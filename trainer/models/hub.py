@@ -62,6 +62,20 @@ def pipeline_folder(repo_id: str) -> Path:
         "model once while online")
 
 
+def file_folder(repo_id: str, subfolder: str | None, names: list[str]) -> Path | None:
+    """The local folder with `names` of `repo_id` (cache first, download when online)."""
+    patterns = [f"{subfolder}/{name}" if subfolder else name for name in names]
+    for local_only in ([True] if offline() else [True, False]):
+        try:
+            folder = _snapshot(repo_id, patterns, local_only)
+        except Exception:
+            continue
+        folder = folder / subfolder if subfolder else folder
+        if folder.is_dir() and any((folder / name).is_file() for name in names):
+            return folder
+    return None
+
+
 def from_hub(load, repo_id: str, subfolder: str | None = None):
     """Call `load(repo_id, subfolder=..., local_files_only=...)`: cache first, then online."""
     attempts = [True] if offline() else [True, False]

@@ -86,7 +86,7 @@ def _declared_v_parameterization(path: Path, ldm_config: dict | None) -> bool | 
 
 def _check_v2(v2_flag: bool | None, detected: bool, source: str) -> None:
     if v2_flag and not detected:
-        raise UserError(f"{source} is a Stable Diffusion 1.x model (CLIP ViT-L text encoder), "
+        raise UserError(f"{source} is a Stable Diffusion 1.x model (OpenAI CLIP text encoder), "
                         "but --v2 was given", "remove --v2 (the version is read from the weights)")
 
 

@@ -32,6 +32,8 @@ def load_tokenizer(spec: str | None, v2: bool, model_folder: Path | None = None)
     else:
         repo, subfolder = (spec, None) if spec else (hub.V2_TOKENIZER if v2 else hub.V1_TOKENIZER)
         tokenizer = _hub_tokenizer(CLIPTokenizer, repo, subfolder, given=spec is not None)
+    if tokenizer.model_max_length > 77 * 1000:  # "no limit" in configs without one
+        tokenizer.model_max_length = 77
     if v2 and tokenizer.pad_token != "!":
         tokenizer.pad_token = "!"  # OpenCLIP pads with token 0, which is "!"
     return tokenizer
@@ -39,22 +41,20 @@ def load_tokenizer(spec: str | None, v2: bool, model_folder: Path | None = None)
 
 def _hub_tokenizer(cls, repo: str, subfolder: str | None, given: bool):
     where = "hub id" if given else "default tokenizer"
-    try:
-        return hub.from_hub(cls.from_pretrained, repo, subfolder)
-    except LookupError:
-        pass
-    if given and subfolder is None:  # a pipeline id: its tokenizer/ subfolder
-        try:
-            return hub.from_hub(cls.from_pretrained, repo, "tokenizer")
-        except LookupError:
-            pass
+    subfolders = [subfolder] if subfolder or not given else [None, "tokenizer"]
+    for sub in subfolders:
+        folder = hub.file_folder(repo, sub, ["vocab.json", "merges.txt", "tokenizer.json",
+                                             "tokenizer_config.json", "special_tokens_map.json"])
+        if folder is not None and ((folder / "vocab.json").is_file()
+                                   or (folder / "tokenizer.json").is_file()):
+            return cls.from_pretrained(str(folder))
     state = "the machine is offline" if hub.offline() else "it could not be downloaded"
     raise UserError(f"{where} {repo!r} is not in the local hub cache and {state}; "
                     "single-file models contain no tokenizer", TOKENIZER_HINT)
 
 
 def check_tokenizer(tokenizer, vocab_size: int, source: str) -> None:
-    if len(tokenizer) > vocab_size:
+    if len(tokenizer) > vocab_size or len(tokenizer) < vocab_size // 2:
         raise UserError(f"the tokenizer has {len(tokenizer)} tokens but the text encoder of "
                         f"{source} knows only {vocab_size}: they do not belong together",
                         TOKENIZER_HINT)

@@ -100,8 +100,10 @@ def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) 
     state.update(_kept_source_keys(bundle, state, placeholders, dtype))
     config = bundle.ldm_config if bundle.ldm_config_from_file else ldm_config_for(bundle, state)
     write_single_file(state, path, {**_modelspec(bundle), **(metadata or {})})
-    if bundle.ldm_config_from_file or needs_yaml(bundle):
-        write_yaml(yaml_path_for(path), config)
+    # An existing .yaml of that name described the file just replaced: rewrite it too.
+    yaml_file = yaml_path_for(path)
+    if bundle.ldm_config_from_file or needs_yaml(bundle) or yaml_file.exists():
+        write_yaml(yaml_file, config)
 
 
 def _kept_source_keys(bundle: ModelBundle, state: dict, placeholders: set, dtype) -> dict:
