@@ -58,16 +58,15 @@ def _check_paths(src: str, dst: Path, overwrite: bool) -> None:
 
 
 def _quiet_libraries() -> None:
-    # bitsandbytes (imported by the model libraries) warns about optional CPU kernels at import
+    """Progress bars and advice of the model libraries would bury the one line that matters.
+    Set through the environment so that nothing heavy is imported before the inputs are checked."""
+    import os
+
+    for name, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
+                        ("DIFFUSERS_VERBOSITY", "error")):
+        os.environ.setdefault(name, value)
+    # bitsandbytes (imported by the model libraries) warns about optional CPU kernels on import
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    import diffusers
-
-    diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
 
 
 def main(argv: list[str]) -> int:

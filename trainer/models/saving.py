@@ -97,6 +97,7 @@ def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) 
     layers = bundle.unet.config.layers_per_block
     state, placeholders = to_ldm(parts["unet"], parts["vae"], parts["text_encoder"],
                                  v2=bundle.v2, layers_per_block=layers)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     state.update(_kept_source_keys(bundle, state, placeholders, dtype))
     config = bundle.ldm_config if bundle.ldm_config_from_file else ldm_config_for(bundle, state)
     write_single_file(state, path, {**_modelspec(bundle), **(metadata or {})})
