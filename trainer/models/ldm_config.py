@@ -16,6 +16,7 @@ from ..errors import UserError
 from .ldm_export import CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 EXTRA_SECTION = "nonstandard_sizes"
+EMBEDDED_CONFIG = "ldm_config"  # safetensors metadata key holding the same config as JSON
 SCALE_FACTOR = 0.18215
 V1_TARGET = "ldm.modules.encoders.modules.FrozenCLIPEmbedder"
 V2_TARGET = "ldm.modules.encoders.modules.FrozenOpenCLIPEmbedder"

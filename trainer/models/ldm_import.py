@@ -51,6 +51,11 @@ def build_unet(state_dict: dict, ldm_config: dict, size: int, source: str):
         raise UserError(f"the LDM config for {source} lacks U-Net field {err}",
                         "fix or remove the .yaml beside the model") from None
     config["sample_size"] = size
+    heads = config["attention_head_dim"]
+    if not all(isinstance(h, int) and h > 0 for h in (heads if isinstance(heads, list) else [heads])):
+        raise UserError(f"cannot tell the attention head count of {source}: its U-Net is not "
+                        "Stable Diffusion's size and no .yaml describes it",
+                        "put the model's .yaml (LDM config) beside it")
     converted = convert_ldm_unet_checkpoint(state_dict, config)
     return _materialize(UNet2DConditionModel, config, converted, "U-Net", source)
 
@@ -71,7 +76,12 @@ def text_config(state_dict: dict, ldm_config: dict, v2: bool, tokenizer):
 
     sizes = text_sizes(state_dict)
     extra = ldm_config.get(EXTRA_SECTION) or {}
-    heads = int(extra.get("text_num_attention_heads") or max(1, sizes["hidden_size"] // 64))
+    heads = extra.get("text_num_attention_heads")
+    if not heads and sizes["hidden_size"] % 64:
+        raise UserError("cannot tell the attention head count of the text encoder: it is not "
+                        "Stable Diffusion's size and no .yaml describes it",
+                        "put the model's .yaml (LDM config) beside it")
+    heads = int(heads or sizes["hidden_size"] // 64)  # CLIP ViT-L and OpenCLIP ViT-H: 64 wide
     return CLIPTextConfig(
         **sizes, num_attention_heads=heads, hidden_act="gelu" if v2 else "quick_gelu",
         projection_dim=512 if v2 else sizes["hidden_size"], layer_norm_eps=1e-5,

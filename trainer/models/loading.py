@@ -13,7 +13,7 @@ from ..errors import UserError
 from . import hub
 from .bundle import ModelBundle
 from .checkpoint_io import SINGLE_FILE_SUFFIXES, read_metadata, read_state_dict
-from .ldm_config import is_v2_text, ldm_config_from_weights, read_yaml, yaml_path_for
+from .ldm_config import EMBEDDED_CONFIG, is_v2_text, ldm_config_from_weights, read_yaml, yaml_path_for
 from .ldm_export import UNET_PREFIX, VAE_PREFIX
 
 MODEL_HINT = "give a .safetensors/.ckpt Stable Diffusion checkpoint, a diffusers model folder " \
@@ -77,6 +77,16 @@ def _refuse_non_model(state: dict, path: Path) -> None:
     raise UserError(f"{path} is {what}", MODEL_HINT)
 
 
+def _embedded_config(path: Path) -> dict | None:
+    """Our .safetensors also carry their LDM config, for when the .yaml got lost."""
+    text = read_metadata(path).get(EMBEDDED_CONFIG)
+    try:
+        config = json.loads(text) if text else None
+        return config if config and config["model"]["params"]["unet_config"] else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _declared_v_parameterization(path: Path, ldm_config: dict | None) -> bool | None:
     if ldm_config is not None:
         return ldm_config["model"]["params"].get("parameterization") == "v"
@@ -103,7 +113,8 @@ def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
     if detected_v2 is None:
         raise UserError(f"{path} has no text encoder (cond_stage_model.*)", MODEL_HINT)
     yaml_file = yaml_path_for(path)
-    config = read_yaml(yaml_file) if yaml_file.is_file() else None
+    from_file = yaml_file.is_file()
+    config = read_yaml(yaml_file) if from_file else _embedded_config(path)
     if config is not None:
         declared = "OpenCLIP" in str(config["model"]["params"].get("cond_stage_config", ""))
         if declared != detected_v2:
@@ -114,7 +125,6 @@ def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
     _check_v2(v2_flag, detected_v2, str(path))
     declared_v = _declared_v_parameterization(path, config)
     v_param = bool(v_flag) or bool(declared_v)
-    from_file = config is not None
     config = config or ldm_config_from_weights(state, v_param)
     tokenizer = load_tokenizer(tokenizer_spec, detected_v2)
     size = sample_size(config, detected_v2, v_param)

@@ -90,7 +90,7 @@ def _state_dict(part, dtype) -> dict:
 
 def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) -> None:
     from .checkpoint_io import write_single_file
-    from .ldm_config import write_yaml, yaml_path_for
+    from .ldm_config import EMBEDDED_CONFIG, write_yaml, yaml_path_for
     from .ldm_export import to_ldm
     from .yaml_export import ldm_config_for, needs_yaml
 
@@ -99,12 +99,26 @@ def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) 
                                  v2=bundle.v2, layers_per_block=layers)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     state.update(_kept_source_keys(bundle, state, placeholders, dtype))
-    config = bundle.ldm_config if bundle.ldm_config_from_file else ldm_config_for(bundle, state)
-    write_single_file(state, path, {**_modelspec(bundle), **(metadata or {})})
+    config = _source_config(bundle) if bundle.ldm_config_from_file else ldm_config_for(bundle, state)
+    embedded = {EMBEDDED_CONFIG: json.dumps(config)} if path.suffix == ".safetensors" else {}
+    write_single_file(state, path, {**_modelspec(bundle), **embedded, **(metadata or {})})
     # An existing .yaml of that name described the file just replaced: rewrite it too.
     yaml_file = yaml_path_for(path)
     if bundle.ldm_config_from_file or needs_yaml(bundle) or yaml_file.exists():
         write_yaml(yaml_file, config)
+
+
+def _source_config(bundle: ModelBundle) -> dict:
+    """The input's own .yaml, with the prediction type the model was trained with."""
+    import copy
+
+    config = copy.deepcopy(bundle.ldm_config)
+    params = config["model"]["params"]
+    if bundle.v_parameterization:
+        params["parameterization"] = "v"
+    else:
+        params.pop("parameterization", None)
+    return config
 
 
 def _kept_source_keys(bundle: ModelBundle, state: dict, placeholders: set, dtype) -> dict:
