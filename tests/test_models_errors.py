@@ -166,3 +166,31 @@ def test_name_and_format_disagree(tiny_single, tmp_path, dst, flag):
     result = run_cli("convert", tiny_single("tiny-v1"), tmp_path / dst, "--save_model_as", flag,
                      env=OFFLINE)
     _fails_with(result, "--save_model_as")
+
+
+def test_models_package_and_convert_help_import_nothing_heavy(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    code = ("import sys; import trainer.models, trainer.models.loading, trainer.models.saving, "
+            "trainer.models.convert; print(' '.join(sys.modules))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                                text=True, check=True).stdout.split())
+    assert not loaded & {"torch", "diffusers", "transformers", "numpy"}
+    result = run_cli("convert", "--help")
+    assert result.returncode == 0 and "--save_model_as" in result.stdout
+    assert "convert" in run_cli("--help").stdout
+
+
+def test_checkpoint_with_missing_parts(tiny_single, tiny_model, tmp_path):
+    """A damaged single file (a U-Net level missing) is named, not a KeyError traceback."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(tiny_single("tiny-v1"))
+    broken = tmp_path / "partial.safetensors"
+    save_file({k: v for k, v in state.items() if ".input_blocks.4." not in k}, broken)
+    result = run_cli("convert", broken, tmp_path / "out", "--tokenizer", tiny_model("tiny-v1"),
+                     env=OFFLINE)
+    _fails_with(result, "partial.safetensors")

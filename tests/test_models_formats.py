@@ -89,3 +89,30 @@ def test_standard_sd1_file_gets_no_yaml_but_sd2_does(loaded, tmp_path):
     assert needs_yaml(v2v)
     assert yaml.safe_load(yaml.safe_dump(config)) == config
     assert "parameterization" not in ldm_config_for(loaded("tiny-v2"))["model"]["params"]
+
+
+def test_save_accepts_wrapped_modules_and_state_dicts(loaded, tiny_model, tmp_path):
+    """The training loop may hand over compiled / distributed wrappers or plain state dicts."""
+    import torch
+
+    from trainer.models import load_model, save_model
+
+    bundle = loaded("tiny-v2")
+
+    class Distributed(torch.nn.Module):  # keeps the model in .module, like DDP
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            return self.module(*args, **kwargs)
+
+    trained_unet = Distributed(bundle.unet)
+    text_state = {"text_model." + k: v + 1.0 for k, v in bundle.text_encoder.state_dict().items()}
+    path = save_model(bundle, tmp_path / "out.safetensors", unet=trained_unet,
+                      text_encoder=text_state)
+    back = load_model(str(path), tokenizer=str(tiny_model("tiny-v2")))
+    assert all(torch.equal(a, b) for a, b in zip(back.unet.state_dict().values(),
+                                                 bundle.unet.state_dict().values()))
+    want = bundle.text_encoder.state_dict()
+    assert all(torch.equal(v, want[k] + 1.0) for k, v in back.text_encoder.state_dict().items())

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .ldm_export import CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .ldm_export import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 EXTRA_SECTION = "nonstandard_sizes"
 EMBEDDED_CONFIG = "ldm_config"  # safetensors metadata key holding the same config as JSON
@@ -153,10 +153,3 @@ def text_sizes(state_dict: dict) -> dict:
                 intermediate_size=text["encoder.layers.0.mlp.fc1.weight"].shape[0],
                 max_position_embeddings=text["embeddings.position_embedding.weight"].shape[0])
 
-
-def is_standard_sd(unet_channels: int, text_hidden: int) -> bool:
-    return unet_channels == 320 and text_hidden in (768, 1024)
-
-
-__all__ = ["CLIP_PREFIX", "EXTRA_SECTION", "ldm_config_from_weights", "read_yaml", "text_sizes",
-           "write_yaml", "yaml_path_for", "is_v2_text"]

@@ -100,15 +100,8 @@ def _check_v2(v2_flag: bool | None, detected: bool, source: str) -> None:
                         "but --v2 was given", "remove --v2 (the version is read from the weights)")
 
 
-def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
-    from .ldm_import import build_text_encoder, build_unet, build_vae, sample_size
-    from .parts import check_tokenizer, load_tokenizer
-
-    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-        raise UserError(f"{path} is not a model checkpoint (expected .safetensors or .ckpt)",
-                        MODEL_HINT)
-    state = read_state_dict(path)
-    _refuse_non_model(state, path)
+def _describe_single(path: Path, state: dict, v2_flag, v_flag) -> tuple[dict, bool, bool, bool]:
+    """(LDM config, whether it came from a .yaml, v2, v_parameterization) of a single file."""
     detected_v2 = is_v2_text(state)
     if detected_v2 is None:
         raise UserError(f"{path} has no text encoder (cond_stage_model.*)", MODEL_HINT)
@@ -123,22 +116,37 @@ def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
                 f"{path.name} holds {'2' if detected_v2 else '1'}.x weights",
                 "fix or remove the .yaml beside the model")
     _check_v2(v2_flag, detected_v2, str(path))
-    declared_v = _declared_v_parameterization(path, config)
-    v_param = bool(v_flag) or bool(declared_v)
-    config = config or ldm_config_from_weights(state, v_param)
-    tokenizer = load_tokenizer(tokenizer_spec, detected_v2)
-    size = sample_size(config, detected_v2, v_param)
-    text_encoder = build_text_encoder(state, config, detected_v2, tokenizer, str(path))
-    check_tokenizer(tokenizer, text_encoder.config.vocab_size, str(path))
-    bundle = ModelBundle(
-        unet=build_unet(state, config, size, str(path)), vae=build_vae(state, config, size, str(path)),
-        text_encoder=text_encoder, tokenizer=tokenizer, v2=detected_v2, v_parameterization=v_param,
-        source_kind="single", source=str(path), source_format=path.suffix.lower().lstrip("."),
+    v_param = bool(v_flag) or bool(_declared_v_parameterization(path, config))
+    return config or ldm_config_from_weights(state, v_param), from_file, detected_v2, v_param
+
+
+def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
+    from .ldm_import import build_text_encoder, build_unet, build_vae, sample_size
+    from .parts import check_tokenizer, load_tokenizer
+
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise UserError(f"{path} is not a model checkpoint (expected .safetensors or .ckpt)",
+                        MODEL_HINT)
+    state = read_state_dict(path)
+    _refuse_non_model(state, path)
+    try:
+        config, from_file, v2, v_param = _describe_single(path, state, v2_flag, v_flag)
+        tokenizer = load_tokenizer(tokenizer_spec, v2)
+        size, source = sample_size(config, v2, v_param), str(path)
+        text_encoder = build_text_encoder(state, config, v2, tokenizer, source)
+        check_tokenizer(tokenizer, text_encoder.config.vocab_size, source)
+        unet, vae = build_unet(state, config, size, source), build_vae(state, config, size, source)
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:
+        raise UserError(f"{path} does not have the Stable Diffusion 1.x/2.x layout "
+                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+                        MODEL_HINT) from None
+    suffix = path.suffix.lower().lstrip(".")
+    return ModelBundle(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, v2=v2,
+        v_parameterization=v_param, source_kind="single", source=str(path),
+        source_format=suffix if suffix in ("safetensors", "ckpt") else "ckpt",
         source_file=path.resolve(), source_keys=frozenset(state), ldm_config=config,
         ldm_config_from_file=from_file)
-    if bundle.source_format not in ("safetensors", "ckpt"):
-        bundle.source_format = "ckpt"
-    return bundle
 
 
 # ---------------------------------------------------------------- diffusers folders
