@@ -69,9 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
-    from . import base_io
+def guess_format(out: Path) -> str:
+    """.safetensors / .ckpt name a single file; anything else a diffusers folder."""
+    return {".safetensors": "safetensors", ".ckpt": "ckpt"}.get(out.suffix.lower(),
+                                                                "diffusers_safetensors")
 
+
+def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     out = Path(args.out)
     if out.resolve() == Path(args.base).resolve():
@@ -82,12 +86,15 @@ def main(argv: list[str]) -> int:
 
     loras = [parse_lora_arg(text) for text in args.lora]
     files = [(path, weight, read_network_file(path)[0]) for path, weight in loras]
-    bundle = base_io.load_base(args.base, v2=args.v2, v_parameterization=args.v_parameterization)
+    from ..models import load_model, save_model
+
+    bundle = load_model(args.base, v2=args.v2 or None,
+                        v_parameterization=args.v_parameterization or None)
     for path, weight, state_dict in files:
         count = merge_into(bundle.unet, bundle.text_encoder, state_dict, weight,
                            label=Path(path).name)
         print(f"merged {Path(path).name} at {weight:g}: {count} layers")
-    save_as = args.save_model_as or base_io.guess_format(out)
-    base_io.save_base(bundle, out, save_model_as=save_as, save_precision=args.save_precision)
+    save_as = args.save_model_as or guess_format(out)
+    save_model(bundle, out, save_model_as=save_as, save_precision=args.save_precision)
     print(f"saved {out} ({save_as}, {args.save_precision})")
     return 0
