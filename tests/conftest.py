@@ -30,3 +30,22 @@ def tiny_model(tmp_path_factory):
         return built[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_single(tiny_model, tmp_path_factory):
+    """tiny_single("tiny-v1" | "tiny-v2" | "tiny-v2-v", "safetensors" | "ckpt") -> path of a
+    single-file checkpoint (original SD layout, with its .yaml beside it: tiny sizes need one).
+    Single files hold no tokenizer: pass tokenizer=str(tiny_model(name)) when loading."""
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(name: str = "tiny-v1", fmt: str = "safetensors") -> Path:
+        if (name, fmt) not in built:
+            from trainer.models import load_model, save_model
+
+            bundle = load_model(str(tiny_model(name)))
+            folder = tmp_path_factory.mktemp(f"{name}-{fmt}")
+            built[name, fmt] = save_model(bundle, folder / f"{name}.{fmt}")
+        return built[name, fmt]
+
+    return get

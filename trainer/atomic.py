@@ -26,6 +26,9 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create private (0600/0700) entries; a saved model should get the
+    # permissions any new file gets, so that other programs (image generators) can read it.
+    os.chmod(tmp, _default_mode(is_dir))
     try:
         yield tmp
         if is_dir:
@@ -39,6 +42,12 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _default_mode(is_dir: bool) -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if is_dir else 0o666) & ~mask
 
 
 def _fsync_file(path: Path) -> None:

@@ -16,6 +16,11 @@ from .errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("DreamBooth / fine-tune the U-Net and text encoder", "trainer.run_cli:main_db"),
     "lora": ("train a LoRA network (kohya format)", "trainer.run_cli:main_lora"),
+    "convert": ("convert a model between .safetensors/.ckpt and diffusers formats",
+                "trainer.models.convert:main"),
+    "lora-merge": ("merge LoRA files into a base model", "trainer.networks.merge:main"),
+    "lora-info": ("show a LoRA file's layers, ranks and metadata", "trainer.networks.info:main"),
+    "lora-resize": ("reduce a LoRA's rank by SVD", "trainer.networks.resize:main"),
 }
 
 

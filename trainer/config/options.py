@@ -285,15 +285,18 @@ OPTIONS: list[Option] = [
            "so it needs a higher learning rate (~1e-4); alpha = dim scales by 1.",
            modes=LORA, minimum=0.0),
         _o("conv_dim", int, None,
-           "Also train LoRA on the 3×3 convolutions of the ResNet blocks with this rank "
-           "(LoCon). Unset: attention and feed-forward layers only.", modes=LORA, minimum=1),
+           "Also train LoRA on the 3×3 convolutions of the ResNet blocks and samplers with "
+           "this rank (LoCon). Unset: attention and feed-forward layers only.", modes=LORA,
+           minimum=1),
         _o("conv_alpha", float, None,
            "Alpha of the convolution LoRA (default: 1).", modes=LORA, minimum=0.0),
         _o("network_dropout", float, None,
            "Dropout on the LoRA's hidden units while training (e.g. 0.1).", modes=LORA,
            minimum=0.0, maximum=1.0, advanced=True),
         _o("network_args", list, [],
-           "Extra network arguments as key=value (conv_dim=4 conv_alpha=1 are understood).",
+           "Extra network arguments as key=value: conv_dim=4 conv_alpha=1 (LoCon), "
+           "rank_dropout=0.1, module_dropout=0.1, loraplus_lr_ratio=16 (LoRA+: the up "
+           "weights learn that many times faster).",
            modes=LORA, advanced=True),
         _o("network_weights", str, None,
            "Start from the weights of this LoRA file (continue training).", modes=LORA,

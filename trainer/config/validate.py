@@ -14,7 +14,10 @@ from .schema import Config
 from .values import ConfigError, parse_key_values
 
 MODEL_SUFFIXES = (".ckpt", ".safetensors", ".bin", ".pt", ".pth", ".yaml")
-NETWORK_ARG_KEYS = {"conv_dim": int, "conv_alpha": float}
+# network_args keys the LoRA network understands, with their types.
+NETWORK_ARG_KEYS = {"conv_dim": int, "conv_alpha": float, "rank_dropout": float,
+                    "module_dropout": float, "loraplus_lr_ratio": float}
+_NETWORK_ARG_OPTIONS = ("conv_dim", "conv_alpha")  # also options of their own
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def normalize(cfg: Config) -> list[Problem]:
             extras = parse_key_values(cfg.network_args, "network_args")
         except ConfigError:
             return notes  # reported by validate()
-        for key, cast in NETWORK_ARG_KEYS.items():
+        for key in _NETWORK_ARG_OPTIONS:
+            cast = NETWORK_ARG_KEYS[key]
             if key in extras and cfg.get(key) is None:
                 try:
                     setattr(cfg, key, cast(extras[key]))
@@ -186,9 +190,14 @@ def _network(cfg: Config):
                           f"{', '.join(NETWORK_ARG_KEYS)}")
             continue
         try:
-            cast(value)
+            number = cast(value)
         except ValueError:
             yield Problem("network_args", f"{key}={value!r} is not a number")
+            continue
+        if key.endswith("_dropout") and not 0 <= number < 1:
+            yield Problem("network_args", f"{key}={value} must be at least 0 and below 1")
+        elif key != "conv_alpha" and number <= 0 and not key.endswith("_dropout"):
+            yield Problem("network_args", f"{key}={value} must be positive")
     if cfg.conv_alpha is not None and cfg.conv_dim is None:
         yield Problem("conv_alpha", "has no effect without conv_dim", "warning")
     if cfg.dim_from_weights and not cfg.network_weights:

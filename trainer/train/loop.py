@@ -80,8 +80,26 @@ class StepRunner:
         scaler = self.s.precision.scaler
         (scaler.scale(loss) if scaler is not None else loss).backward()
 
+    def _average_gradients(self) -> None:
+        """Average gradients over processes for weights that no DDP wrapper syncs (LoRA)."""
+        if self.s.world == 1 or self.s.target.prepared_modules:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.s.world
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
     def _optimizer_step(self) -> None:
         s = self.s
+        self._average_gradients()
         scaler = s.precision.scaler
         if s.cfg.max_grad_norm:
             if scaler is not None:

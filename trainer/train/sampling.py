@@ -133,8 +133,8 @@ class SampleMaker:
         session = self.session
         if not session.is_main:
             return []
-        unet, text_encoder = session.target.sampling_modules()
-        modes = [(m, m.training) for m in (unet, text_encoder)]
+        unet, text_encoder, extras = session.target.sampling_modules()
+        modes = [(m, m.training) for m in (unet, text_encoder, *extras)]
         for module, _ in modes:
             module.eval()
         cfg = session.cfg

@@ -137,14 +137,11 @@ class Session:
         if self.cfg.mode == "lora":
             from .lora_target import LoRATarget
 
-            self.target = LoRATarget(self.cfg, self.bundle, self.precision)
+            self.target = LoRATarget(self.cfg, self.bundle, self.precision,
+                                     warn=self.reporter.warning)
         else:
             self.target = DreamBoothTarget(self.cfg, self.bundle, self.precision)
-        self.target.place()
-        vae = self.bundle.vae
-        vae.requires_grad_(False)
-        vae.eval()
-        vae.to(device=self.device, dtype=self.precision.vae_dtype)
+        self.target.place()  # also freezes the VAE in its dtype on the device
         self.naming = Naming(self.run_dir, self.cfg.output_name, self.target.model_format)
 
     def _setup_latents(self) -> None:
@@ -192,6 +189,9 @@ class Session:
         self.accelerator.register_for_checkpointing(self.lr_scheduler)
         if self.precision.scaler is not None:
             self.accelerator.register_for_checkpointing(self.precision.scaler)
+        for obj in self.target.checkpoint_objects():
+            self.accelerator.register_for_checkpointing(obj)
+        self.target.build_metadata(self)
 
     def _resume(self) -> None:
         if not self.cfg.resume:

@@ -6,6 +6,7 @@ in which dtype, and what file comes out.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -13,10 +14,16 @@ import torch
 from .precision import Precision
 
 
-def _freeze(module: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> None:
+def _freeze(module: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """Frozen parts run in the compute dtype; returns the untouched original for saving, so a
+    saved model never carries weights rounded to fp16/bf16 that were never trained."""
+    original = module
+    if dtype != next(module.parameters()).dtype:
+        original = copy.deepcopy(module).requires_grad_(False)
     module.requires_grad_(False)
     module.eval()
     module.to(device=device, dtype=dtype)
+    return original
 
 
 def _unwrap(module):
@@ -35,6 +42,8 @@ class DreamBoothTarget:
         self.unet = bundle.unet
         self.text_encoder = bundle.text_encoder
         self.model_format = cfg.save_model_as or bundle.default_save_format
+        self.saved_text_encoder = None  # the original, when the text encoder never trains
+        self.saved_vae = None
 
     # -- setup
     def place(self) -> None:
@@ -52,7 +61,8 @@ class DreamBoothTarget:
                 self.text_encoder.gradient_checkpointing_enable(
                     gradient_checkpointing_kwargs={"use_reentrant": False})
         else:
-            _freeze(self.text_encoder, precision.compute_dtype, device)
+            self.saved_text_encoder = _freeze(self.text_encoder, precision.compute_dtype, device)
+        self.saved_vae = _freeze(self.bundle.vae, precision.vae_dtype, device)
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": [p for p in self.unet.parameters() if p.requires_grad],
@@ -93,7 +103,13 @@ class DreamBoothTarget:
         return self.text_encoder
 
     def sampling_modules(self):
-        return _unwrap(self.unet), _unwrap(self.text_encoder)
+        return _unwrap(self.unet), _unwrap(self.text_encoder), []
+
+    def checkpoint_objects(self) -> list:
+        return []  # the prepared U-Net and text encoder are saved by accelerate already
+
+    def build_metadata(self, session) -> None:
+        pass
 
     # -- output
     def save(self, path: Path, **_) -> Path:
@@ -101,5 +117,6 @@ class DreamBoothTarget:
 
         return save_model(self.bundle, path, save_model_as=self.model_format,
                           save_precision=self.cfg.save_precision,
-                          unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder),
-                          vae=self.bundle.vae)
+                          unet=_unwrap(self.unet),
+                          text_encoder=self.saved_text_encoder or _unwrap(self.text_encoder),
+                          vae=self.saved_vae)

@@ -1,0 +1,236 @@
+"""LoRA files: a real client loads them, they round-trip exactly, carry metadata, fail clearly."""
+
+import json
+import logging
+
+import pytest
+
+from lora_helpers import load_parts, randomize, text_out, token_ids, unet_inputs, unet_out
+
+
+@pytest.fixture
+def v1_parts(tiny_model):
+    return load_parts(tiny_model("tiny-v1"))
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("spec, conv_dim", [("tiny-v1", 2), ("tiny-v2", None)])
+def test_diffusers_loads_every_layer_and_reproduces_our_network(tiny_model, tmp_path, spec,
+                                                                conv_dim):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from trainer.networks import create_network
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_model(spec)))
+    net = randomize(create_network(pipe.unet, pipe.text_encoder, dim=4, alpha=2,
+                                   conv_dim=conv_dim, conv_alpha=1))
+    path = net.save(tmp_path / "lora.safetensors")
+    inputs, ids = unet_inputs(), token_ids()
+    base, base_text = unet_out(pipe.unet, inputs), text_out(pipe.text_encoder, ids)
+    net.apply()
+    ours, ours_text = unet_out(pipe.unet, inputs), text_out(pipe.text_encoder, ids)
+    net.remove()
+
+    collect = _Collect()
+    loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    try:
+        pipe.load_lora_weights(str(path))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+    complaints = ("unexpected", "not found", "not loaded", "ignored", "missing")
+    assert not [m for m in collect.messages if any(c in m.lower() for c in complaints)]
+
+    def wrapped(model):
+        return sum(1 for m in model.modules() if getattr(m, "lora_A", None))
+
+    assert wrapped(pipe.unet) == len(net.unet_loras)  # every layer of the file was consumed
+    assert wrapped(pipe.text_encoder) == len(net.text_encoder_loras)
+    theirs, theirs_text = unet_out(pipe.unet, inputs), text_out(pipe.text_encoder, ids)
+    # the same change, to within 0.1% of its size (float rounding of a different op order)
+    for mine, client, plain in ((ours, theirs, base), (ours_text, theirs_text, base_text)):
+        change = (mine - plain).abs().max()
+        assert change > 1e-2
+        assert (client - mine).abs().max() < 1e-3 * change
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_save_and_load_round_trip_bit_identically(v1_parts, tmp_path, suffix):
+    import torch
+
+    from trainer.networks import create_network, read_network_file
+
+    unet, text = v1_parts
+    net = randomize(create_network(unet, text, dim=4, alpha=3, conv_dim=2), seed=1)
+    first = net.save(tmp_path / f"a{suffix}")
+    loaded, _ = read_network_file(first)
+    original = net.state_dict_kohya()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[k], original[k]) for k in original)
+    assert loaded["lora_unet_mid_block_attentions_0_proj_in.alpha"].shape == ()
+
+    other = randomize(create_network(unet, text, dim=4, alpha=1, conv_dim=2), seed=2)
+    report = other.load_weights(first)
+    assert not report.missing and not report.unexpected and report.alpha_changed
+    again, _ = read_network_file(other.save(tmp_path / f"b{suffix}"))
+    assert all(torch.equal(again[k], original[k]) for k in original)
+    inputs = unet_inputs()
+    net.apply()
+    expected = unet_out(unet, inputs)
+    net.remove()
+    other.apply()
+    torch.testing.assert_close(unet_out(unet, inputs), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp16", "float16"), ("bf16", "bfloat16"),
+                                              ("float", "float32")])
+def test_save_precision_applies_to_every_tensor(v1_parts, tmp_path, precision, dtype):
+    import torch
+
+    from trainer.networks import create_network, read_network_file
+
+    net = randomize(create_network(*v1_parts, dim=4, alpha=1))
+    loaded, _ = read_network_file(net.save(tmp_path / "l.safetensors", dtype=precision))
+    assert {str(v.dtype) for v in loaded.values()} == {f"torch.{dtype}"}
+    original = net.state_dict_kohya()
+    assert all(torch.equal(loaded[k], original[k].to(getattr(torch, dtype))) for k in loaded)
+
+
+def _lora_cfg(tmp_path, **values):
+    from trainer.config import Config
+
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"\0" * (2 << 20))  # stands in for a single-file checkpoint
+    return Config("lora", {"pretrained_model_name_or_path": str(base), "output_name": "frog",
+                           "resolution": "768,512", "seed": 42, "training_comment": "frog test",
+                           "network_dim": 4, "network_alpha": 2, **values})
+
+
+def test_metadata_has_what_generators_read_and_hashes_they_check(v1_parts, tmp_path):
+    import hashlib
+
+    from trainer.networks import build_metadata, create_network, for_save, read_network_file
+
+    cfg = _lora_cfg(tmp_path, conv_dim=2)
+    net = randomize(create_network(*v1_parts, dim=4, alpha=2, conv_dim=2))
+    meta = build_metadata(cfg, net, v2=False, v_parameterization=False, num_epochs=3,
+                          max_train_steps=30, num_train_images=15, num_reg_images=0,
+                          num_batches_per_epoch=10,
+                          dataset_dirs={"5_sls frog": {"n_repeats": 5, "img_count": 3}},
+                          tag_frequency={"5_sls frog": {"sls frog": 3, "green": 1}})
+    path = net.save(tmp_path / "frog.safetensors", metadata=for_save(meta, steps=30, epoch=3))
+    _, stored = read_network_file(path)
+    expected = {"ss_network_module": "networks.lora", "ss_network_dim": "4",
+                "ss_network_alpha": "2.0", "ss_v2": "False", "ss_base_model_version": "sd_v1",
+                "ss_resolution": "(768, 512)", "ss_seed": "42", "ss_output_name": "frog",
+                "ss_training_comment": "frog test", "ss_num_epochs": "3",
+                "ss_max_train_steps": "30", "ss_steps": "30", "ss_epoch": "3",
+                "ss_learning_rate": "0.0001", "ss_unet_lr": "0.0001",
+                "ss_sd_model_name": "base.safetensors",
+                "modelspec.architecture": "stable-diffusion-v1/lora",
+                "modelspec.resolution": "768x512", "modelspec.title": "frog"}
+    assert {k: stored.get(k) for k in expected} == expected
+    assert json.loads(stored["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}
+    assert json.loads(stored["ss_tag_frequency"]) == {"5_sls frog": {"sls frog": 3, "green": 1}}
+    assert json.loads(stored["ss_dataset_dirs"])["5_sls frog"]["n_repeats"] == 5
+    base_bytes = (tmp_path / "base.safetensors").read_bytes()
+    assert stored["ss_new_sd_model_hash"] == hashlib.sha256(base_bytes).hexdigest()
+    assert stored["ss_sd_model_hash"] == hashlib.sha256(base_bytes[0x100000:0x110000]).hexdigest()[:8]
+    # AUTOMATIC1111 shows sshs_model_hash: sha256 of everything after the header
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    assert stored["sshs_model_hash"] == hashlib.sha256(data[8 + header:]).hexdigest()
+    assert len(stored["sshs_legacy_hash"]) == 8
+
+
+def test_no_metadata_keeps_only_the_minimum(v1_parts, tmp_path):
+    from trainer.networks import build_metadata, create_network, for_save, read_network_file
+
+    cfg = _lora_cfg(tmp_path, no_metadata=True)
+    net = create_network(*v1_parts, dim=4, alpha=2)
+    meta = build_metadata(cfg, net, v2=True, v_parameterization=True, num_epochs=1,
+                          max_train_steps=5, tag_frequency={"1_secret": {"private": 1}})
+    _, stored = read_network_file(net.save(tmp_path / "m.safetensors",
+                                           metadata=for_save(meta, steps=5, epoch=1)))
+    ss = {k for k in stored if k.startswith("ss_")}
+    assert ss == {"ss_v2", "ss_base_model_version", "ss_network_module", "ss_network_dim",
+                  "ss_network_alpha"}
+    assert stored["ss_base_model_version"] == "sd_v2_v"
+    assert not any("secret" in v or "base.safetensors" in v for v in stored.values())
+    assert {"sshs_model_hash", "modelspec.architecture"} <= set(stored)
+
+
+def test_network_weights_resume_and_dim_from_weights(v1_parts, tmp_path):
+    import torch
+
+    from trainer.networks import create_network, create_network_for_config
+
+    unet, text = v1_parts
+    trained = randomize(create_network(unet, text, dim=8, alpha=4, conv_dim=2, conv_alpha=2))
+    path = trained.save(tmp_path / "trained.safetensors")
+    expected = trained.state_dict_kohya()
+
+    resumed = create_network_for_config(
+        _lora_cfg(tmp_path, network_dim=8, network_alpha=4, conv_dim=2, conv_alpha=2,
+                  network_weights=str(path)), unet, text)
+    assert resumed.notes == []
+    got = resumed.network.state_dict_kohya()
+    assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+    shaped = create_network_for_config(
+        _lora_cfg(tmp_path, network_dim=4, dim_from_weights=True, network_train_unet_only=True,
+                  network_weights=str(path)), unet, text)
+    net = shaped.network
+    assert (net.settings.dim, net.settings.alpha, net.settings.conv_dim) == (8, 4.0, 2)
+    assert not net.text_encoder_loras and any("not trained now" in n for n in shaped.notes)
+    got = net.state_dict_kohya()
+    assert all(torch.equal(got[k], expected[k]) for k in got)
+
+
+def test_loading_errors_name_the_problem(tiny_model, v1_parts, tmp_path):
+    from safetensors.torch import save_file
+
+    from trainer.errors import UserError
+    from trainer.networks import create_network
+
+    unet, text = v1_parts
+    file8 = create_network(unet, text, dim=8, alpha=1, conv_dim=2).save(tmp_path / "r8.safetensors")
+    with pytest.raises(UserError, match=r"r8.safetensors has rank 8 .*network_dim is 4.*"
+                                        r"network_dim=8 or use dim_from_weights"):
+        create_network(unet, text, dim=4, alpha=1, conv_dim=2).load_weights(file8)
+    with pytest.raises(UserError, match=r"rank 2 .*conv_dim is 3"):
+        create_network(unet, text, dim=8, alpha=1, conv_dim=3).load_weights(file8)
+    with pytest.raises(UserError, match="do(es)? not match the network"):
+        create_network(unet, text, dim=8, alpha=1, conv_dim=2,
+                       train_text_encoder=False).load_weights(file8, strict=True)
+
+    unet2, text2 = load_parts(tiny_model("tiny-v2"))
+    with pytest.raises(UserError, match=r"r8.safetensors is a LoRA for Stable Diffusion 1.x, "
+                                        r"but the base model is Stable Diffusion 2.x"):
+        create_network(unet2, text2, dim=8, alpha=1).load_weights(file8, strict=False)
+
+    model_file = tiny_model("tiny-v1") / "unet" / "diffusion_pytorch_model.safetensors"
+    with pytest.raises(UserError, match="is a Stable Diffusion model, not a LoRA"):
+        create_network(unet, text, dim=4, alpha=1).load_weights(model_file)
+    garbage = tmp_path / "notes.safetensors"
+    garbage.write_text("just some text, not tensors")
+    with pytest.raises(UserError, match="notes.safetensors is not a readable .safetensors file"):
+        create_network(unet, text, dim=4, alpha=1).load_weights(garbage)
+    import torch
+
+    sdxl = tmp_path / "xl.safetensors"
+    save_file({"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight":
+               torch.zeros(4, 768)}, str(sdxl))
+    with pytest.raises(UserError, match="is a LoRA for SDXL"):
+        create_network(unet, text, dim=4, alpha=1).load_weights(sdxl)

@@ -1,0 +1,100 @@
+"""`python -m trainer lora-merge`: bake LoRA files into a base model.
+
+W' = W + weight * (alpha / rank) * up @ down for every layer of every LoRA, computed in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import UserError
+
+
+def merge_into(unet, text_encoder, weights: str | os.PathLike | Mapping, multiplier: float = 1.0,
+               label: str | None = None) -> int:
+    """Add a LoRA's weight deltas into the base layers in place; returns the layers merged.
+
+    Every layer of the file must find its base layer, or nothing is changed (UserError).
+    """
+    import torch
+
+    from .create import create_network_from_weights
+
+    network, report = create_network_from_weights(unet, text_encoder, weights, label=label)
+    label = report.source
+    if report.unexpected:
+        raise UserError(f"{len(report.unexpected)} layers of {label} have no place in the base "
+                        f"model (e.g. {report.unexpected[0]})",
+                        "the LoRA was made for a different model")
+    with torch.no_grad():
+        for layer in network.loras:
+            weight = layer.target.weight
+            merged = weight.float() + layer.delta_weight(multiplier).to(weight.device)
+            weight.copy_(merged.to(weight.dtype))
+    return len(network.loras)
+
+
+def parse_lora_arg(text: str) -> tuple[str, float]:
+    """'style.safetensors:0.8' -> (path, 0.8); a path alone means weight 1."""
+    path, sep, tail = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass  # a colon that is part of the path (C:\…)
+    return text, 1.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer lora-merge",
+        description="Merge LoRA files into a base model and save the result as a new model.")
+    parser.add_argument("--base", required=True, help="base model (checkpoint or diffusers folder)")
+    parser.add_argument("--lora", required=True, nargs="+", metavar="FILE[:WEIGHT]",
+                        help="LoRA files, each with an optional strength (default 1), e.g. "
+                             "style.safetensors:0.8")
+    parser.add_argument("--out", required=True, help="where to save the merged model")
+    parser.add_argument("--save_model_as", choices=("ckpt", "safetensors", "diffusers",
+                                                    "diffusers_safetensors"),
+                        help="format (default: from --out: .safetensors, .ckpt, else a folder)")
+    parser.add_argument("--save_precision", choices=("float", "fp16", "bf16"), default="float",
+                        help="precision of the saved weights (default: float)")
+    parser.add_argument("--v2", action="store_true", help="the base model is SD 2.x")
+    parser.add_argument("--v_parameterization", action="store_true",
+                        help="the base model is a v-prediction model")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    return parser
+
+
+def guess_format(out: Path) -> str:
+    """.safetensors / .ckpt name a single file; anything else a diffusers folder."""
+    return {".safetensors": "safetensors", ".ckpt": "ckpt"}.get(out.suffix.lower(),
+                                                                "diffusers_safetensors")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if out.resolve() == Path(args.base).resolve():
+        raise UserError("--out is the base model itself", "save the merged model elsewhere")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} already exists", "choose another --out or add --overwrite")
+    from .files import read_network_file  # torch: only once the arguments are fine
+
+    loras = [parse_lora_arg(text) for text in args.lora]
+    files = [(path, weight, read_network_file(path)[0]) for path, weight in loras]
+    from ..models import load_model, save_model
+
+    bundle = load_model(args.base, v2=args.v2 or None,
+                        v_parameterization=args.v_parameterization or None)
+    for path, weight, state_dict in files:
+        count = merge_into(bundle.unet, bundle.text_encoder, state_dict, weight,
+                           label=Path(path).name)
+        print(f"merged {Path(path).name} at {weight:g}: {count} layers")
+    save_as = args.save_model_as or guess_format(out)
+    save_model(bundle, out, save_model_as=save_as, save_precision=args.save_precision)
+    print(f"saved {out} ({save_as}, {args.save_precision})")
+    return 0

@@ -1,0 +1,165 @@
+"""The metadata stored in a LoRA .safetensors file.
+
+The ss_* keys are the ones sd-scripts writes and AUTOMATIC1111, its extensions, ComfyUI nodes
+and model sites read (training settings, base model, dataset folders and tag frequency);
+the modelspec.* keys follow the Stability AI model spec. All values are strings.
+With `no_metadata` only the minimum is written: what a tool needs to use the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from datetime import datetime
+from typing import Any, Mapping
+
+NETWORK_MODULE = "networks.lora"
+# What remains with no_metadata (sd-scripts' minimum keys).
+MINIMUM_KEYS = ("ss_v2", "ss_base_model_version", "ss_network_module", "ss_network_dim",
+                "ss_network_alpha", "ss_network_args")
+
+# cfg options stored as ss_<name> verbatim.
+_OPTION_KEYS = (
+    "output_name", "learning_rate", "unet_lr", "text_encoder_lr", "gradient_checkpointing",
+    "gradient_accumulation_steps", "max_train_steps", "lr_warmup_steps", "lr_scheduler",
+    "network_dropout", "mixed_precision", "full_fp16", "clip_skip", "max_token_length",
+    "cache_latents", "seed", "noise_offset", "training_comment", "max_grad_norm",
+    "caption_dropout_rate", "caption_dropout_every_n_epochs", "caption_tag_dropout_rate",
+    "prior_loss_weight", "min_snr_gamma", "color_aug", "flip_aug", "random_crop",
+    "shuffle_caption", "enable_bucket", "bucket_no_upscale", "min_bucket_reso",
+    "max_bucket_reso", "keep_tokens",
+)
+
+
+def base_model_version(v2: bool, v_parameterization: bool) -> str:
+    return ("sd_v2" if v2 else "sd_v1") + ("_v" if v_parameterization else "")
+
+
+def build_metadata(cfg, network, *, v2: bool, v_parameterization: bool, num_epochs: int,
+                   max_train_steps: int, num_train_images: int = 0, num_reg_images: int = 0,
+                   num_batches_per_epoch: int = 0, total_batch_size: int | None = None,
+                   dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
+                   reg_dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
+                   tag_frequency: Mapping[str, Mapping[str, int]] | None = None,
+                   bucket_info: Mapping[str, Any] | None = None, optimizer: str | None = None,
+                   network_args: Mapping[str, Any] | None = None,
+                   training_started_at: float | None = None) -> dict[str, str]:
+    """Metadata for the LoRA files of one run (call once at the start; see `for_save`).
+
+    dataset_dirs / reg_dataset_dirs: {folder name: {"n_repeats": n, "img_count": n}};
+    tag_frequency: {folder name: {tag: count}} of the training captions.
+    """
+    started = time.time() if training_started_at is None else training_started_at
+    meta: dict[str, Any] = {
+        "ss_v2": bool(v2),
+        "ss_base_model_version": base_model_version(v2, v_parameterization),
+        "ss_network_module": NETWORK_MODULE,
+        **_network_keys(network, network_args),
+        **_modelspec(cfg, v2, v_parameterization, started),
+    }
+    if cfg.no_metadata:
+        return _strings(meta)
+    meta.update({f"ss_{name}": cfg.get(name) for name in _OPTION_KEYS})
+    for part in ("unet_lr", "text_encoder_lr"):  # the rate in effect, not just the override
+        meta[f"ss_{part}"] = cfg.get(part) if cfg.get(part) is not None else cfg.learning_rate
+    width, height = _resolution(cfg.resolution)
+    meta.update({
+        "ss_session_id": random.randint(0, 2**32 - 1),
+        "ss_training_started_at": started,
+        "ss_max_train_steps": max_train_steps,
+        "ss_num_epochs": num_epochs,
+        "ss_num_train_images": num_train_images,
+        "ss_num_reg_images": num_reg_images,
+        "ss_num_batches_per_epoch": num_batches_per_epoch,
+        "ss_batch_size_per_device": cfg.train_batch_size,
+        "ss_total_batch_size": total_batch_size or cfg.train_batch_size
+        * cfg.gradient_accumulation_steps * cfg.num_processes,
+        "ss_resolution": f"({width}, {height})",
+        "ss_optimizer": optimizer or _optimizer_text(cfg),
+        "ss_dataset_dirs": json.dumps(dict(dataset_dirs or {})),
+        "ss_reg_dataset_dirs": json.dumps(dict(reg_dataset_dirs or {})),
+        "ss_tag_frequency": json.dumps(dict(tag_frequency or {})),
+        "ss_bucket_info": json.dumps(bucket_info) if bucket_info is not None else None,
+    })
+    meta.update(_model_identity("sd_model", cfg.pretrained_model_name_or_path))
+    meta.update(_model_identity("vae", cfg.vae))
+    return _strings(meta)
+
+
+def for_save(metadata: Mapping[str, str], *, steps: int, epoch: int) -> dict[str, str]:
+    """The run's metadata stamped for one saved file (step, epoch, time)."""
+    stamped = dict(metadata)
+    now = time.time()
+    if "ss_training_started_at" in stamped:  # full metadata, not the no_metadata minimum
+        stamped.update({"ss_training_finished_at": str(now), "ss_steps": str(steps),
+                        "ss_epoch": str(epoch)})
+    stamped["modelspec.date"] = datetime.fromtimestamp(int(now)).isoformat()
+    return stamped
+
+
+def _network_keys(network, network_args: Mapping[str, Any] | None) -> dict:
+    settings = network.settings
+    args = {k: str(v) for k, v in (network_args or {}).items()}
+    if settings.conv_dim is not None:  # tools detect LoCon from these two
+        args["conv_dim"] = str(settings.conv_dim)
+        args["conv_alpha"] = str(settings.conv_alpha)
+    keys = {"ss_network_dim": settings.dim, "ss_network_alpha": float(settings.alpha),
+            "ss_network_dropout": settings.dropout}
+    if args:
+        keys["ss_network_args"] = json.dumps(args)
+    return keys
+
+
+def _modelspec(cfg, v2: bool, v_parameterization: bool, started: float) -> dict:
+    arch = "stable-diffusion-v1"
+    if v2:
+        arch = "stable-diffusion-v2-768-v" if v_parameterization else "stable-diffusion-v2-512"
+    width, height = _resolution(cfg.resolution)
+    spec = {
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.architecture": f"{arch}/lora",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": cfg.output_name or "LoRA",
+        "modelspec.resolution": f"{width}x{height}",
+        "modelspec.prediction_type": "v" if v_parameterization else "epsilon",
+        "modelspec.date": datetime.fromtimestamp(int(started)).isoformat(),
+    }
+    if cfg.clip_skip:
+        spec["modelspec.encoder_layer"] = str(cfg.clip_skip)
+    return spec
+
+
+def _model_identity(kind: str, name: str | None) -> dict:
+    """ss_<kind>_name plus the old and new AUTOMATIC1111 hashes of a single-file model."""
+    if not name:
+        return {}
+    from .files import file_sha256, legacy_model_hash
+
+    shown = os.path.basename(os.path.normpath(name)) if os.path.exists(name) else name
+    keys = {f"ss_{kind}_name": shown}  # a hub id stays whole
+    if os.path.isfile(name):
+        prefix = "sd_model" if kind == "sd_model" else kind
+        keys[f"ss_{prefix}_hash"] = legacy_model_hash(name)
+        keys[f"ss_new_{prefix}_hash"] = file_sha256(name)
+    return keys
+
+
+def _optimizer_text(cfg) -> str:
+    args = " ".join(cfg.optimizer_args or [])
+    return cfg.optimizer_type + (f"({args})" if args else "")
+
+
+def _resolution(text) -> tuple[int, int]:
+    from ..config.validate import parse_resolution
+
+    try:
+        return parse_resolution(str(text))
+    except ValueError:
+        return 512, 512
+
+
+def _strings(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Every value as text, as the format requires; unset values are left out."""
+    return {key: str(value) for key, value in meta.items() if value is not None}
