@@ -102,6 +102,13 @@ def option_group_ids(name: str) -> tuple[str, str | None]:
     return outer, (outer + "-advanced" if option.advanced else None)
 
 
+def _kind(name: str) -> str:
+    from trainer.config import BY_NAME
+    from ui.formvalues import widget_kind
+
+    return widget_kind(BY_NAME[name])
+
+
 class Gui:
     """Actions a user takes on the page, by element ids the GUI sets."""
 
@@ -112,6 +119,9 @@ class Gui:
     def open(self) -> "Gui":
         self.page.goto(self.server.url)
         self.page.wait_for_selector("#train-start", timeout=30000)
+        # The page is ready once its load event has proposed a run folder.
+        self.page.wait_for_function("() => document.querySelector('#opt-output_dir input').value",
+                                    timeout=30000)
         return self
 
     def tab(self, title: str) -> None:
@@ -134,11 +144,12 @@ class Gui:
         return self.page.locator(f"{self.reveal(name)} :is(input, textarea)").first
 
     def set(self, name: str, value) -> None:
+        kind = _kind(name)
         selector = self.reveal(name)
         widget = self.page.locator(selector)
-        if widget.locator("input[type=checkbox]").count():
+        if kind == "checkbox":
             widget.locator("input[type=checkbox]").set_checked(bool(value))
-        elif widget.locator("input[role=combobox]").count():
+        elif kind == "dropdown":
             self.choose(selector, str(value))
         else:
             box = widget.locator("input, textarea").first
@@ -151,9 +162,8 @@ class Gui:
 
     def value(self, name: str):
         widget = self.page.locator(self.reveal(name))
-        box = widget.locator("input[type=checkbox]")
-        if box.count():
-            return box.is_checked()
+        if _kind(name) == "checkbox":
+            return widget.locator("input[type=checkbox]").is_checked()
         return widget.locator("input, textarea").first.input_value()
 
     def click(self, elem_id: str) -> None:

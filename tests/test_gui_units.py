@@ -215,7 +215,9 @@ def test_run_folders_are_proposed_fresh_and_browsing_is_limited(tmp_path):
     first = ws.propose_run_dir("sks dog/x")
     assert first.parent == ws.outputs and first.name.startswith("sks-dog-x-")
     first.mkdir(parents=True)
-    assert ws.propose_run_dir("sks dog/x", now=None) != first
+    assert ws.propose_run_dir("sks dog/x") != first
+    second = ws.propose_run_dir("a")
+    assert ws.propose_run_dir("a", avoid=(str(second),)) != second  # "New run folder" twice
     assert ws.allowed(tmp_path / "home" / "a" / "b") and ws.allowed(tmp_path / "extra" / "f.png")
     assert not ws.allowed(tmp_path / "elsewhere") and not ws.allowed(tmp_path / "home-other")
 

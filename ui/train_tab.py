@@ -53,7 +53,8 @@ def absolute_paths(ctx: AppContext, cfg: Config) -> None:
 
 
 def _proposal_updates(ctx: AppContext, cfg: Config) -> tuple[str, str]:
-    run_dir = ctx.workspace.propose_run_dir(run_name(cfg))
+    current = str(ctx.workspace.resolve(cfg.output_dir)) if cfg.output_dir else ""
+    run_dir = ctx.workspace.propose_run_dir(run_name(cfg), avoid=(current,))
     return str(run_dir), str(run_dir / "logs")
 
 

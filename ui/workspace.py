@@ -42,13 +42,14 @@ class Workspace:
         resolved = Path(path).resolve()
         return any(_inside(resolved, root) for root in self.roots)
 
-    def propose_run_dir(self, name: str | None, now: datetime | None = None) -> Path:
-        """outputs/<name>-<date-time>, never an existing folder."""
+    def propose_run_dir(self, name: str | None, now: datetime | None = None,
+                        avoid: tuple[str, ...] = ()) -> Path:
+        """outputs/<name>-<date-time>, never an existing folder nor one in `avoid`."""
         stem = safe_name(name or "run")
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         candidate = self.outputs / f"{stem}-{stamp}"
         counter = 2
-        while candidate.exists():
+        while candidate.exists() or str(candidate) in avoid:
             candidate = self.outputs / f"{stem}-{stamp}-{counter}"
             counter += 1
         return candidate
