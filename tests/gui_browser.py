@@ -64,7 +64,7 @@ class AppServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self) -> None:
+    def stop(self, end_trainers: bool = True) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -72,7 +72,8 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.stop_trainers()
+        if end_trainers:
+            self.stop_trainers()
 
     def stop_trainers(self) -> None:
         """Trainers outlive the GUI by design; a test ends the ones its GUI started."""

@@ -148,3 +148,27 @@ def test_kohya_ss_config_is_imported_from_a_file(gui, tmp_path):
     assert gui.value("network_dim") == "32"
     assert gui.value("lr_warmup_steps") == "200"
     assert gui.value("xformers") is True
+
+
+def test_browse_puts_folder_and_file_paths_into_the_form(gui, server):
+    train, _ = make_db_dataset(server.home / "browse me", reg_images=0)
+    prompts = server.home / "browse me" / "prompts.txt"
+    prompts.write_text("a sks dog\n", encoding="utf-8")
+    gui.open_accordion("browse")
+    entries = gui.page.locator("#browse-entries")
+    entries.get_by_text("browse me/", exact=True).click()
+    entries.get_by_text("img/", exact=True).click()
+    entries.get_by_text("5_sks dog/", exact=True).wait_for()
+    gui.click("browse-use-here")
+    gui.page.wait_for_function(
+        "v => document.querySelector('#opt-train_data_dir input').value === v", arg=str(train))
+    gui.click("browse-up")
+    entries.get_by_text("prompts.txt", exact=True).click()
+    gui.choose("#browse-target", "sample_prompts")
+    gui.click("browse-use")
+    gui.reveal("sample_prompts")
+    gui.page.wait_for_function(
+        "v => document.querySelector('#opt-sample_prompts input').value === v", arg=str(prompts))
+    gui.click("browse-up")
+    gui.click("browse-up")  # never above the allowed folder
+    assert entries.get_by_text("browse me/", exact=True).is_visible()

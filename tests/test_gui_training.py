@@ -1,11 +1,13 @@
 """A user's whole training path in a real browser, with the real trainer on a tiny model:
-Start, watch progress, loss and samples arrive, queue a second run, reload the page, Stop (state
-saved), the queued run starts by itself, Resume the first one from its state."""
+Start, watch progress, loss and samples arrive, queue a second run, reload the page, restart the
+GUI, Stop (state saved), the queued run starts by itself, Resume the first one from its state,
+open TensorBoard."""
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import pytest
 
@@ -67,7 +69,7 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui = Gui(page, server).open()
 
     # Start a run and watch it.
-    first_dir = fill_tiny_run(gui, model, train, reg, prompts, steps=8, sample_every="2")
+    first_dir = fill_tiny_run(gui, model, train, reg, prompts, steps=20, sample_every="4")
     first = first_dir.rsplit("/", 1)[-1]
     gui.press("train-start", expect="Started")
     gui.page.locator("#run-progress").wait_for()  # Start switches to the Runs tab
@@ -92,17 +94,26 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     second = second_dir.rsplit("/", 1)[-1]
     gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='queued']").wait_for()
 
-    # Closing/reloading the page finds the running run again.
+    # Reloading the page finds the running run again.
     gui.open()
     gui.tab("Runs")
     state = wait_progress(gui, lambda s: s["status"] == "running", "the running run after a reload")
     assert first in state["text"]
 
+    # So does a restarted GUI: the trainer kept going, the queue is still there.
+    server.stop(end_trainers=False)
+    server.start()
+    gui.open()
+    gui.tab("Runs")
+    state = wait_progress(gui, lambda s: s["status"] == "running", "the running run after a restart")
+    assert first in state["text"]
+    gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='queued']").wait_for()
+
     # Stop: the trainer saves its state and model, then the queued run starts by itself.
     gui.press("run-stop", "run-action", expect="Stopping")
     state = wait_progress(gui, lambda s: s["status"] == "stopped" and first in s["text"], "the stop")
     stopped_at = state["step"]
-    assert 1 <= stopped_at < 8
+    assert 1 <= stopped_at < 20
     assert list((server.home / "outputs" / first).glob("*-state"))
     assert "state" in gui.text("run-messages")
     gui.page.locator(f"#runs-table tr[data-run='{second}']:is([data-status='starting'],"
@@ -115,13 +126,28 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='finished']").wait_for(timeout=180000)
     state = wait_progress(gui, lambda s: s["status"] == "finished" and first in s["text"],
                           "the resumed run to finish", timeout=240)
-    assert state["step"] == 8
+    assert state["step"] == 20
     events = read_events(server.home / "outputs" / first / "events.jsonl")[0]
     starts = [e for e in events if e["kind"] == "start"]
     assert len(starts) == 2 and starts[1]["first_step"] == stopped_at
     assert [e["status"] for e in events if e["kind"] == "end"] == ["stopped", "finished"]
     config = (server.home / "outputs" / first / "config.toml").read_text(encoding="utf-8")
     assert "resume = " in config
+
+    # TensorBoard for the run's logs, on a free local port.
+    assert list((server.home / "outputs" / first / "logs").iterdir())
+    gui.press("run-tensorboard", "run-action", expect="TensorBoard for")
+    url = gui.page.locator("#tensorboard-link a").get_attribute("href")
+    assert url.startswith("http://127.0.0.1:")
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200
+                break
+        except OSError:
+            assert time.monotonic() < deadline, f"TensorBoard never answered at {url}"
+            time.sleep(0.5)
 
     # How long after the trainer wrote a step event the page showed it.
     written = {e["step"]: e["time"] for e in events if e["kind"] == "step"}

@@ -255,3 +255,20 @@ def test_tool_arguments_keep_awkward_paths_whole():
     assert tools.convert_argv("a", "b.ckpt", save_model_as="(default)", v2=True) == \
         ["convert", "a", "b.ckpt", "--v2"]
     assert tools.resize_argv("x.safetensors", 4) == ["lora-resize", "x.safetensors", "--new_dim", "4"]
+
+
+def test_folder_browser_stays_inside_the_allowed_folders(tmp_path):
+    from ui.browser import FolderBrowser
+
+    ws = Workspace.create(tmp_path / "home")
+    (ws.home / "data" / "5_sks dog").mkdir(parents=True)
+    (ws.home / "data" / "prompts.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "secret").mkdir()
+    browser = FolderBrowser(ws)
+    assert browser.entries(ws.home / "data") == [
+        ("5_sks dog/", str(ws.home / "data" / "5_sks dog")), ("prompts.txt", str(ws.home / "data" / "prompts.txt"))]
+    assert browser.enter(ws.home, str(ws.home / "data")) == ws.home / "data"
+    assert browser.enter(ws.home, str(tmp_path / "secret")) is None
+    assert browser.enter(ws.home, str(ws.home / "data" / "prompts.txt")) is None
+    assert browser.parent(ws.home) == ws.home  # not above the root
+    assert browser.parent(ws.home / "data") == ws.home

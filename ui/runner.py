@@ -224,11 +224,16 @@ class Runner:
 
     def stop(self, run_dir: Path, now: bool = False) -> None:
         """Ask the trainer to stop after the current step (saving state and model);
-        now=True interrupts it without saving."""
+        now=True interrupts it without saving.
+
+        A trainer still starting up has not read its stop file yet (it clears old ones when it
+        sets up the run folder), so it is also sent SIGINT, which it takes as the same request.
+        """
         with self._lock:
             request_stop(run_dir)
-            if now:
-                pid = self._entry(run_dir).get("pid") or self.state(run_dir).pid
+            starting = self.info(run_dir).status == "starting"
+            if now or starting:
+                pid = self._index["runs"].get(str(run_dir), {}).get("pid") or self.state(run_dir).pid
                 if pid:
                     interrupt(pid)
 
@@ -263,7 +268,7 @@ class Runner:
     def run_dirs(self) -> list[Path]:
         """Runs this GUI knows plus run folders found in outputs/, newest first."""
         with self._lock:
-            known = [Path(p) for p in self._index["runs"]]
+            known = [Path(p) for p in self._index["runs"] if Path(p).is_dir()]
         found = []
         if self.workspace.outputs.is_dir():
             for child in self.workspace.outputs.iterdir():

@@ -65,7 +65,7 @@ def _buttons(info: RunInfo | None, queue: list[Path]) -> dict:
     status = info.status if info else None
     queued = bool(info) and info.run_dir in queue
     stopping = bool(info) and status in ("running", "starting") and stop_requested(info.run_dir)
-    resumable = bool(info) and status in ("stopped", "failed", "finished") and \
+    resumable = bool(info) and status in ("stopped", "failed") and \
         latest_state(info.run_dir) is not None
     return {
         "stop": gr.update(interactive=status in ("running", "starting"),

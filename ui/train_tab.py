@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from trainer.config import OPTIONS, Config, errors, to_argv  # noqa: F401 - to_argv re-exported
+from trainer.config import OPTIONS, Config, errors
 
 from . import messages
 from .context import AppContext
@@ -15,6 +15,7 @@ from .form import Form, build_form, mode_radio
 from .formvalues import check, command_line, config_from_widgets, to_widget
 from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
                       user_preset_path)
+from .browser import FolderBrowser
 from .runner import folder_in_use
 
 PATH_OPTIONS = [o.name for o in OPTIONS if o.path]
@@ -67,9 +68,6 @@ class TrainHandlers:
 
     def __init__(self, ctx: AppContext, form: Form):
         self.ctx, self.form = ctx, form
-
-    def _output_index(self, name: str) -> int:
-        return 1 + list(self.form.widgets).index(name)  # position in form.outputs
 
     # -- mode switch: visibility, and a mode's own defaults for untouched options
     def switch_mode(self, *args):
@@ -252,33 +250,48 @@ def build_presets(ctx: AppContext, message: gr.HTML):
 
 
 def build_browser(ctx: AppContext):
-    """Pick a file or folder inside the allowed folders and put its path into an option."""
-    roots = ctx.workspace.roots
-    with gr.Accordion("Browse files", open=False, elem_id="browse"):
+    """Walk the allowed folders and put a file or folder path into an option."""
+    browser = FolderBrowser(ctx.workspace)
+    first = browser.roots[0]
+    with gr.Accordion("Browse files", open=False, elem_id="browse") as panel:
         gr.Markdown("Only these folders can be browsed: " +
-                    ", ".join(f"`{r}`" for r in roots) + ". Start the GUI with `--root DIR` to add one.")
-        explorers = []
-        with gr.Tabs():
-            for index, root in enumerate(roots):
-                with gr.Tab(root.name or str(root), id=f"root-{index}"):
-                    explorers.append(gr.FileExplorer(root_dir=str(root), file_count="single",
-                                                     label=str(root), height=280,
-                                                     elem_id=f"browse-root-{index}"))
-        with gr.Row(equal_height=True):
+                    ", ".join(f"`{r}`" for r in browser.roots) +
+                    ". Start the GUI with `--root DIR` to add one.")
+        with gr.Row():
+            root = gr.Dropdown([str(r) for r in browser.roots], value=str(first), label="Folder",
+                               elem_id="browse-root", scale=4)
+            up = gr.Button("Up", elem_id="browse-up", scale=1)
+        entries = gr.Radio(browser.entries(first), label=str(first), elem_id="browse-entries")
+        with gr.Row():
             target = gr.Dropdown(choices=PATH_OPTIONS, value="train_data_dir",
-                                 label="Put the selected path into", scale=3, elem_id="browse-target")
-            use = gr.Button("Use path", scale=1, elem_id="browse-use")
-    chosen = gr.State(None)
-    for explorer in explorers:
-        explorer.change(lambda value: value, explorer, chosen)
+                                 label="Put the path into", scale=3, elem_id="browse-target")
+            use = gr.Button("Use selected", elem_id="browse-use", scale=1)
+            use_here = gr.Button("Use this folder", elem_id="browse-use-here", scale=1)
+    here = gr.State(str(first))
 
-    def use_path(selected, option):
-        if not selected:
+    def show(folder: str):
+        return folder, gr.update(choices=browser.entries(Path(folder)), value=None, label=folder)
+
+    def go(folder, selected):
+        target_dir = browser.enter(folder, selected)
+        return show(str(target_dir)) if target_dir else (gr.skip(), gr.skip())
+
+    panel.expand(show, here, [here, entries])  # a fresh listing each time it is opened
+    root.change(lambda r: show(str(browser.enter(r, None) or browser.roots[0])), root, [here, entries])
+    up.click(lambda f: show(str(browser.parent(f))), here, [here, entries])
+    # Clicking a folder opens it; a file stays selected for "Use selected".
+    entries.input(lambda f, s: go(f, s) if s and Path(s).is_dir() else (gr.skip(), gr.skip()),
+                  [here, entries], [here, entries])
+
+    def put(path, option):
+        if not path or not browser.allowed(path):
             return [gr.skip()] * len(PATH_OPTIONS)
-        return [str(selected) if name == option else gr.skip() for name in PATH_OPTIONS]
+        return [str(path) if name == option else gr.skip() for name in PATH_OPTIONS]
 
     def wire(form: Form) -> None:
-        use.click(use_path, [chosen, target], [form.widgets[n] for n in PATH_OPTIONS])
+        outputs = [form.widgets[n] for n in PATH_OPTIONS]
+        use.click(put, [entries, target], outputs)
+        use_here.click(put, [here, target], outputs)
 
     return wire
 
