@@ -140,7 +140,9 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tiny_model, dataset, tmp
                                      "--save_every_n_steps=4", "--save_state"))
     assert first.returncode == 0, first.stderr
     resumed_out = tmp_path / "resumed"
+    # loading ahead on worker threads must not change anything either
     second = run_cli("db", *base_args(tiny_model("tiny-v1"), dataset, resumed_out, *common,
+                                      "--max_data_loader_n_workers=2",
                                       "--resume", str(parts / "at-step00000004-state")))
     assert second.returncode == 0, second.stderr
     start = next(e for e in events(resumed_out) if e["kind"] == "start")
