@@ -82,8 +82,12 @@ class Session:
         from accelerate import Accelerator
         from accelerate.utils import broadcast_object_list
 
+        # Several processes without GPUs (torchrun or accelerate launch on a CPU machine) need
+        # accelerate's CPU mode to join one gloo process group.
+        many = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        cpu = many and not torch.cuda.is_available()
         # Mixed precision is handled here (autocast + GradScaler), the same on CPU and GPU.
-        self.accelerator = Accelerator(mixed_precision="no")
+        self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
         self.rank = self.accelerator.process_index
@@ -220,6 +224,14 @@ class Session:
         return self.run_dir / (stem + MODEL_EXTENSIONS[self.target.model_format])
 
 
+def _lost_peer(session, err: BaseException) -> bool:
+    """A collective failed because another rank died (gloo / NCCL connection errors)."""
+    if getattr(session, "world", 1) <= 1:
+        return False
+    text = f"{type(err).__name__} {err}".lower()
+    return any(word in text for word in ("gloo", "nccl", "connection", "distbackend", "peer"))
+
+
 def run(cfg: Config) -> int:
     from .loop import train_loop
 
@@ -243,8 +255,10 @@ def run(cfg: Config) -> int:
         return 130
     except BaseException as err:
         if session.reporter:
-            session.reporter.error(f"unexpected {type(err).__name__}: {err}",
-                                   f"see {session.run_dir / 'trainer.log'}")
+            message = f"unexpected {type(err).__name__}: {err}"
+            if _lost_peer(session, err):
+                message = "another training process stopped unexpectedly"
+            session.reporter.error(message, f"see {session.run_dir / 'trainer.log'}")
             session.reporter.end("failed", session.position.step)
         raise
     finally:
