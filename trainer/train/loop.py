@@ -115,14 +115,14 @@ def save_checkpoint(session, stem: str, *, kind: str, number: int, with_state: b
     s, cfg = session, session.cfg
     if s.is_main:
         path = s.target.save(s.naming.model_path(stem), session=s)
-        s.reporter.save(s.position.step, s.position.epoch, path, "model")
+        s.reporter.save(s.position.step, s.epoch_of_last_step, path, "model")
         if kind in ("epoch", "step"):
             keep = cfg.save_last_n_epochs if kind == "epoch" else cfg.save_last_n_steps
             prune(s.naming, kind, state=False, keep_last=keep, current=number)
     if with_state:
         folder = save_training_state(s.accelerator, s.naming.state_path(stem), s.train_state())
         if s.is_main:
-            s.reporter.save(s.position.step, s.position.epoch, folder, "state")
+            s.reporter.save(s.position.step, s.epoch_of_last_step, folder, "state")
             if kind in ("epoch", "step"):
                 keep = cfg.save_last_n_epochs_state if kind == "epoch" else cfg.save_last_n_steps_state
                 prune(s.naming, kind, state=True, keep_last=keep, current=number)

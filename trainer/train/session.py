@@ -214,6 +214,11 @@ class Session:
         self.reporter.info(f"resumed from {self.cfg.resume} at step {self.position.step}")
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def epoch_of_last_step(self) -> int:
+        """1-based epoch the last step belonged to (0 before the first step)."""
+        return self.position.epoch + (1 if self.position.batch else 0)
+
     def train_state(self) -> dict:
         return {"mode": self.cfg.mode, "step": self.position.step, "epoch": self.position.epoch,
                 "batch": self.position.batch, "seed": self.cfg.seed,
