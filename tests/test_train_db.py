@@ -140,7 +140,9 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tiny_model, dataset, tmp
                                      "--save_every_n_steps=4", "--save_state"))
     assert first.returncode == 0, first.stderr
     resumed_out = tmp_path / "resumed"
+    # loading ahead on worker threads must not change anything either
     second = run_cli("db", *base_args(tiny_model("tiny-v1"), dataset, resumed_out, *common,
+                                      "--max_data_loader_n_workers=2",
                                       "--resume", str(parts / "at-step00000004-state")))
     assert second.returncode == 0, second.stderr
     start = next(e for e in events(resumed_out) if e["kind"] == "start")
@@ -261,3 +263,16 @@ def test_samples_are_written_with_their_prompt(tiny_model, dataset, tmp_path):
     assert image.size == (64, 64)
     assert image.text["parameters"].startswith("a photo of sks dog\nSteps: 3, Sampler: euler_a")
     assert "Seed: 5" in image.text["parameters"]
+
+
+@pytest.mark.parametrize("precision", [["--mixed_precision=fp16"],
+                                       ["--mixed_precision=fp16", "--full_fp16"]])
+def test_fp16_with_loss_scaling_trains(tiny_model, dataset, tmp_path, precision):
+    out = tmp_path / "out"
+    result = run_cli("db", *base_args(tiny_model("tiny-v1"), dataset, out, "--max_train_steps=2",
+                                      "--cache_latents", "--save_state", *precision))
+    assert result.returncode == 0, result.stderr
+    base, last = state_dicts(tiny_model("tiny-v1")), state_dicts(out / "last")
+    assert changed(base, last, "unet") and not changed(base, last, "vae")
+    # the loss scaler is part of the saved state, so a resume continues with the same scale
+    assert list((out / "last-state").glob("custom_checkpoint_*"))

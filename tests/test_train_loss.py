@@ -62,6 +62,7 @@ def independent_loss(session, refs, prior_loss_weight, gamma, v_prediction):
 ])
 def test_loss_equals_the_objective_written_out(tiny_model, dataset, tmp_path, model, prior, gamma):
     from trainer.train.conditioning import Conditioning
+    from trainer.train.feed import BatchFeed
     from trainer.train.loop import StepRunner
 
     v_prediction = model.endswith("-v")
@@ -70,8 +71,9 @@ def test_loss_equals_the_objective_written_out(tiny_model, dataset, tmp_path, mo
                            v_parameterization=v_prediction)
     refs = next(b for b in session.dataset.epoch_batches(0, 4) if len({r.is_reg for r in b}) == 2)
     runner = StepRunner(session, Conditioning(session))
+    feed = BatchFeed(session.dataset, rank=0, batch_size=4, accumulation=1, workers=0)
     with torch.no_grad():
-        loss = runner._loss(refs, 0, 0, len(refs))
+        loss = runner.loss(feed.load(refs, 0), 0, 0, len(refs))
         expected = independent_loss(session, refs, prior, gamma, v_prediction)
     assert torch.allclose(loss, expected, rtol=1e-4), (loss.item(), expected.item())
     session.reporter.close()
@@ -79,16 +81,18 @@ def test_loss_equals_the_objective_written_out(tiny_model, dataset, tmp_path, mo
 
 def test_loss_on_the_training_images_falls(tiny_model, dataset, tmp_path):
     from trainer.train.conditioning import Conditioning
+    from trainer.train.feed import BatchFeed
     from trainer.train.loop import StepRunner, train_loop
 
     session = make_session(tiny_model("tiny-v1"), dataset, tmp_path, learning_rate=5e-4,
                            max_train_steps=30, stop_text_encoder_training=0)
     runner = StepRunner(session, Conditioning(session))
-    plan = session.dataset.epoch_batches(0, 4)
+    feed = BatchFeed(session.dataset, rank=0, batch_size=4, accumulation=1, workers=0)
+    loaded = [feed.load(refs, 0) for refs in session.dataset.epoch_batches(0, 4)]
 
     def fixed_loss() -> float:  # same samples, noise and timesteps every time
         with torch.no_grad():
-            return sum(runner._loss(refs, 0, 0, len(refs)).item() for refs in plan) / len(plan)
+            return sum(runner.loss(b, 0, 0, len(b.refs)).item() for b in loaded) / len(loaded)
 
     before = fixed_loss()
     assert train_loop(session) == "finished"

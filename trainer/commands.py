@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lora-merge": ("merge LoRA files into a base model", "trainer.networks.merge:main"),
     "lora-info": ("show a LoRA file's layers, ranks and metadata", "trainer.networks.info:main"),
     "lora-resize": ("reduce a LoRA's rank by SVD", "trainer.networks.resize:main"),
+    "bench": ("time a training step against a bare training loop", "trainer.bench:main"),
 }
 
 

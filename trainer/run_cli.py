@@ -33,6 +33,10 @@ def run(mode: str, argv: list[str]) -> int:
         from .data import run_debug_dataset
 
         return run_debug_dataset(cfg)
+    from .launch import needs_launch, relaunch
+
+    if needs_launch(cfg):
+        return relaunch(cfg, mode, argv)
     from .train import train  # heavy imports (torch, diffusers) only from here on
 
     return train(cfg)

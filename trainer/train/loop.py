@@ -9,6 +9,7 @@ import torch
 
 from .checkpoints import prune, save_training_state
 from .conditioning import Conditioning
+from .feed import BatchFeed, Group, LocalBatch
 from .latents import batch_latents
 from .noise import combine, draw_noise, min_snr_weights, per_sample_loss, target_for
 from .seeding import seed_step
@@ -23,14 +24,13 @@ class StepRunner:
         self.params = [p for group in session.optimizer.param_groups for p in group["params"]]
         self.alphas_cumprod = session.noise_scheduler.alphas_cumprod
 
-    def run(self, group: list[list], epoch: int, step: int) -> torch.Tensor:
+    def run(self, group: Group, epoch: int, step: int) -> torch.Tensor:
         s = self.s
-        global_count = sum(len(refs) for refs in group)
         total = torch.zeros((), device=s.device)
-        for index, refs in enumerate(group):
-            last = index == len(group) - 1
+        for index, local in enumerate(group.batches):
+            last = index == len(group.batches) - 1
             with self._no_sync(not last):
-                loss = self._loss(refs, epoch, step, global_count)
+                loss = self.loss(local, epoch, step, group.global_count)
                 self._backward(loss)
             total += loss.detach()
         self._optimizer_step()
@@ -45,20 +45,11 @@ class StepRunner:
                 stack.enter_context(self.s.accelerator.no_sync(module))
         return stack
 
-    def _local_refs(self, refs: list) -> tuple[list, bool]:
-        size = self.s.cfg.train_batch_size
-        local = refs[self.s.rank * size:(self.s.rank + 1) * size]
-        if local:
-            return local, False
-        # This process has no sample left in a short final batch; it still runs one so every
-        # process takes part in the gradient exchange, with a weight of zero.
-        return refs[:1], True
-
-    def _loss(self, refs: list, epoch: int, step: int, global_count: int) -> torch.Tensor:
+    def loss(self, local: LocalBatch, epoch: int, step: int, global_count: int) -> torch.Tensor:
+        """This process's part of the loss of one global batch (see noise.combine)."""
         s, cfg = self.s, self.s.cfg
-        local, dummy = self._local_refs(refs)
-        batch = s.dataset.load_batch(local, epoch)
-        keys = [(cfg.seed, epoch, ref.pos) for ref in local]
+        batch = local.data
+        keys = [(cfg.seed, epoch, ref.pos) for ref in local.refs]
         latents = batch_latents(s, batch, keys)
         hidden = self.conditioning(batch["captions"], step)
         draw = draw_noise(latents, keys, num_timesteps=s.noise_scheduler.config.num_train_timesteps,
@@ -72,7 +63,7 @@ class StepRunner:
             losses = losses * min_snr_weights(self.alphas_cumprod, draw.timesteps,
                                               cfg.min_snr_gamma, s.v_prediction)
         weights = batch["loss_weights"].to(s.device)
-        if dummy:
+        if local.dummy:
             weights = torch.zeros_like(weights)
         return combine(losses, weights, global_count=global_count, world_size=s.world)
 
@@ -124,14 +115,14 @@ def save_checkpoint(session, stem: str, *, kind: str, number: int, with_state: b
     s, cfg = session, session.cfg
     if s.is_main:
         path = s.target.save(s.naming.model_path(stem), session=s)
-        s.reporter.save(s.position.step, s.position.epoch, path, "model")
+        s.reporter.save(s.position.step, s.epoch_of_last_step, path, "model")
         if kind in ("epoch", "step"):
             keep = cfg.save_last_n_epochs if kind == "epoch" else cfg.save_last_n_steps
             prune(s.naming, kind, state=False, keep_last=keep, current=number)
     if with_state:
         folder = save_training_state(s.accelerator, s.naming.state_path(stem), s.train_state())
         if s.is_main:
-            s.reporter.save(s.position.step, s.position.epoch, folder, "state")
+            s.reporter.save(s.position.step, s.epoch_of_last_step, folder, "state")
             if kind in ("epoch", "step"):
                 keep = cfg.save_last_n_epochs_state if kind == "epoch" else cfg.save_last_n_steps_state
                 prune(s.naming, kind, state=True, keep_last=keep, current=number)
@@ -165,14 +156,15 @@ def train_loop(session) -> str:
     if sampler and cfg.sample_at_first and s.position.step == 0:
         sampler.make(0, 0)
         s.reporter.resume_clock()
+    feed = BatchFeed(s.dataset, rank=s.rank, batch_size=cfg.train_batch_size,
+                     accumulation=s.accumulation, workers=cfg.max_data_loader_n_workers)
     while s.position.step < s.total_steps:
         plan = s.dataset.epoch_batches(s.position.epoch, s.global_batch)
-        while s.position.batch < len(plan) and s.position.step < s.total_steps:
-            group = plan[s.position.batch:s.position.batch + s.accumulation]
+        for group in feed.groups(plan, s.position.epoch, s.position.batch):
             step = s.position.step
             seed_step(cfg.seed, step)
             loss = runner.run(group, s.position.epoch, step).item()
-            s.position.batch += len(group)
+            s.position.batch += group.size
             s.position.step = step = step + 1
             s.target.on_step(step)
             if not math.isfinite(loss):
@@ -191,6 +183,8 @@ def train_loop(session) -> str:
             if sampler and cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
                 sampler.make(step, s.position.epoch + 1)
                 s.reporter.resume_clock()
+            if s.position.step >= s.total_steps:
+                break
         if s.position.batch >= len(plan):
             s.position.epoch += 1
             s.position.batch = 0

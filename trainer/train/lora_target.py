@@ -103,7 +103,7 @@ class LoRATarget:
         from ..networks import for_save
 
         step = session.position.step if session else 0
-        epoch = session.position.epoch if session else 0
+        epoch = session.epoch_of_last_step if session else 0
         self.network.save(path, dtype=self.cfg.save_precision,
                           metadata=for_save(self.metadata, steps=step, epoch=epoch))
         return Path(path)

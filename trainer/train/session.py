@@ -82,8 +82,12 @@ class Session:
         from accelerate import Accelerator
         from accelerate.utils import broadcast_object_list
 
+        # Several processes without GPUs (torchrun or accelerate launch on a CPU machine) need
+        # accelerate's CPU mode to join one gloo process group.
+        many = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        cpu = many and not torch.cuda.is_available()
         # Mixed precision is handled here (autocast + GradScaler), the same on CPU and GPU.
-        self.accelerator = Accelerator(mixed_precision="no")
+        self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
         self.rank = self.accelerator.process_index
@@ -210,6 +214,11 @@ class Session:
         self.reporter.info(f"resumed from {self.cfg.resume} at step {self.position.step}")
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def epoch_of_last_step(self) -> int:
+        """1-based epoch the last step belonged to (0 before the first step)."""
+        return self.position.epoch + (1 if self.position.batch else 0)
+
     def train_state(self) -> dict:
         return {"mode": self.cfg.mode, "step": self.position.step, "epoch": self.position.epoch,
                 "batch": self.position.batch, "seed": self.cfg.seed,
@@ -218,6 +227,14 @@ class Session:
 
     def model_path(self, stem: str) -> Path:
         return self.run_dir / (stem + MODEL_EXTENSIONS[self.target.model_format])
+
+
+def _lost_peer(session, err: BaseException) -> bool:
+    """A collective failed because another rank died (gloo / NCCL connection errors)."""
+    if getattr(session, "world", 1) <= 1:
+        return False
+    text = f"{type(err).__name__} {err}".lower()
+    return any(word in text for word in ("gloo", "nccl", "connection", "distbackend", "peer"))
 
 
 def run(cfg: Config) -> int:
@@ -243,8 +260,10 @@ def run(cfg: Config) -> int:
         return 130
     except BaseException as err:
         if session.reporter:
-            session.reporter.error(f"unexpected {type(err).__name__}: {err}",
-                                   f"see {session.run_dir / 'trainer.log'}")
+            message = f"unexpected {type(err).__name__}: {err}"
+            if _lost_peer(session, err):
+                message = "another training process stopped unexpectedly"
+            session.reporter.error(message, f"see {session.run_dir / 'trainer.log'}")
             session.reporter.end("failed", session.position.step)
         raise
     finally:
