@@ -90,14 +90,9 @@ def widget_values(cfg: Config) -> dict[str, Any]:
 
 
 def launch_argv(cfg: Config, python: str = sys.executable) -> list[str]:
-    """The interpreter and arguments up to the trainer's own flags (accelerate for several GPUs)."""
-    if cfg.num_processes > 1:
-        argv = [python, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes)]
-        if cfg.gpu_ids:
-            argv += ["--gpu_ids", cfg.gpu_ids]
-        if cfg.num_cpu_threads_per_process:
-            argv += ["--num_cpu_threads_per_process", str(cfg.num_cpu_threads_per_process)]
-        return argv + ["-m", "trainer", cfg.mode]
+    """The interpreter and arguments up to the trainer's own flags. With num_processes > 1 the
+    trainer relaunches itself through accelerate and supervises the processes (one coordinated
+    stop), so the GUI starts it the same way in every case."""
     return [python, "-m", "trainer", cfg.mode]
 
 

@@ -234,8 +234,19 @@ class Runner:
             starting = self.info(run_dir).status == "starting"
             if now or starting:
                 pid = self._index["runs"].get(str(run_dir), {}).get("pid") or self.state(run_dir).pid
+                # Several GPUs: the trainer's supervisor takes a first signal as "stop after
+                # this step" and a second as "stop now".
                 if pid:
-                    interrupt(pid)
+                    for _ in range(2 if now and self._processes(run_dir) > 1 else 1):
+                        interrupt(pid)
+                        time.sleep(0.2)
+
+    @staticmethod
+    def _processes(run_dir: Path) -> int:
+        try:
+            return int(load_config(run_dir / CONFIG_FILE).num_processes)
+        except Exception:
+            return 1
 
     # ------------------------------------------------------------------ reading runs
     def state(self, run_dir: Path) -> RunState:
