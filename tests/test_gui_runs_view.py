@@ -81,3 +81,34 @@ def test_a_run_whose_process_died_is_reported_failed(page, server):
     gui.choose("#run-select", "crashed run")
     gui.page.locator("#run-progress [data-status='failed']").wait_for()
     assert "ended unexpectedly" in gui.wait_text("run-messages", "Error")
+
+
+def test_queued_runs_can_be_reordered_and_removed_before_they_start(page, server, tiny_model):
+    busy = EventWriter(server.home / "outputs" / "busy run")
+    busy.emit("start", total_steps=100, mode="db", pid=os.getpid(), first_step=0)
+    data = server.home / "data"
+    make_image(data / "img" / "3_sks dog" / "a.png")
+    gui = Gui(page, server).open()
+    gui.set("pretrained_model_name_or_path", str(tiny_model("tiny-v1")))
+    gui.set("train_data_dir", str(data / "img"))
+    names = []
+    for _ in range(2):
+        gui.tab("Train")
+        gui.page.locator("#train-start", has_text="Queue").wait_for()
+        names.append(gui.value("output_dir").rsplit("/", 1)[-1])
+        gui.press("train-start", expect="Queued")
+    first, second = names
+    table = gui.page.locator("#runs-table")
+    table.locator(f"tr[data-run='{second}'] >> text=queue #2").wait_for()
+    gui.choose("#run-select", second)
+    gui.click("queue-up")
+    table.locator(f"tr[data-run='{second}'] >> text=queue #1").wait_for()
+    table.locator(f"tr[data-run='{first}'] >> text=queue #2").wait_for()
+    gui.choose("#run-select", first)
+    gui.press("queue-remove", "run-action", expect="Removed")
+    table.locator(f"tr[data-run='{first}']").wait_for(state="detached")
+    assert (server.home / "outputs" / first / "config.toml").exists()  # its folder is kept
+
+    busy.emit("end", status="finished", step=100)  # the GPU is free: the queue moves on
+    busy.close()
+    table.locator(f"tr[data-run='{second}']:not([data-status='queued'])").wait_for(timeout=30000)

@@ -29,7 +29,6 @@ LOG_LINES = 200
 @dataclass
 class RunsTab:
     select: gr.Dropdown
-    timer: gr.Timer
     memo: gr.State
     outputs: list  # what RunsHandlers.refresh updates, before the start button and memo
     handlers: "RunsHandlers"
@@ -214,7 +213,6 @@ def build(ctx: AppContext) -> RunsTab:
     log = gr.Textbox(label="trainer.log", lines=14, max_lines=14, autoscroll=True,
                      interactive=False, elem_id="run-log")
     memo = gr.State({})
-    timer = gr.Timer(POLL_SECONDS)
     stop.click(handlers.stop, select, action)
     resume.click(handlers.resume, select, action)
     tensorboard.click(handlers.tensorboard, select, action)
@@ -222,4 +220,4 @@ def build(ctx: AppContext) -> RunsTab:
     down.click(lambda s: handlers.move(s, 1), select, action)
     remove.click(handlers.remove, select, [action, select])
     outputs = [table, select, progress, run_messages, chart, gallery, log, stop, resume, queue_row]
-    return RunsTab(select, timer, memo, outputs, handlers)
+    return RunsTab(select, memo, outputs, handlers)
