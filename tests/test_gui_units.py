@@ -271,3 +271,16 @@ def test_folder_browser_stays_inside_the_allowed_folders(tmp_path):
     assert browser.enter(ws.home, str(ws.home / "data" / "prompts.txt")) is None
     assert browser.parent(ws.home) == ws.home  # not above the root
     assert browser.parent(ws.home / "data") == ws.home
+
+
+def test_app_refuses_half_a_login_and_unknown_roots(tmp_path):
+    from helpers import PYTHON, REPO
+
+    def app(*args):
+        return subprocess.run([PYTHON, str(REPO / "app.py"), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    result = app("--username", "me")
+    assert result.returncode == 2 and "--username and --password go together" in result.stderr
+    result = app("--root", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "nowhere: not a folder" in result.stderr
