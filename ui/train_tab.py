@@ -10,12 +10,12 @@ import gradio as gr
 from trainer.config import OPTIONS, Config, errors
 
 from . import messages
+from .browser import FolderBrowser
 from .context import AppContext
 from .form import Form, build_form, mode_radio
 from .formvalues import check, command_line, config_from_widgets, to_widget
 from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
                       user_preset_path)
-from .browser import FolderBrowser
 from .runner import folder_in_use
 
 PATH_OPTIONS = [o.name for o in OPTIONS if o.path]
