@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+DEMO_PRESET = "demo-dreambooth"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--root", action="append", default=[], metavar="DIR",
                         help="another folder the page may browse and show files from (repeatable); "
                              "the working directory always is one")
+    parser.add_argument("--preset", metavar="NAME",
+                        help=f"the preset the Train tab starts with (default: {DEMO_PRESET}, the "
+                             "bundled demo that trains on any machine in minutes; 'none' for the "
+                             "plain defaults)")
     parser.add_argument("--outputs", default="outputs", metavar="DIR",
                         help="where new run folders are proposed (default: ./outputs)")
     return parser.parse_args(argv)
@@ -57,8 +62,19 @@ def main(argv=None) -> int:
     from ui.workspace import Workspace
 
     workspace = Workspace.create(outputs=args.outputs, roots=args.root)
+    from ui.presets import list_presets
+
+    presets = list_presets(workspace)
+    start_preset = args.preset or (DEMO_PRESET if DEMO_PRESET in presets else "none")
+    start_preset = None if start_preset.lower() == "none" else start_preset
+    if start_preset is not None:
+        if start_preset not in presets:
+            print(f"error: --preset {start_preset}: no such preset (the names are those of the "
+                  "Preset list, or 'none')", file=sys.stderr)
+            return 2
     public_host = socket.gethostname() if args.listen in ("0.0.0.0", "::") else args.listen
-    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(args.listen, public_host))
+    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(args.listen, public_host),
+                     start_preset=start_preset)
     app = build_app(ctx=ctx)
     auth = (args.username, args.password) if args.username else None
     from ui.app import CSS

@@ -36,7 +36,9 @@ class AppServer:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.extra = list(extra)
+        # Tests start from the plain defaults unless they ask for a preset (the app's own default
+        # is the bundled demo).
+        self.extra = list(extra) if "--preset" in extra else ["--preset", "none", *extra]
         self.process: subprocess.Popen | None = None
         self.start_seconds: float | None = None
         self.log_path = self.home.parent / f"gui-{self.port}.log"

@@ -18,6 +18,7 @@ class AppContext:
     runner: Runner
     tensorboards: TensorBoards = field(default_factory=TensorBoards)
     loads: list[tuple[Callable, list, list]] = field(default_factory=list)
+    start_preset: str | None = None  # the preset the Train form starts with
 
     def on_load(self, fn: Callable, inputs: list, outputs: list) -> None:
         """Run fn when a page (re)loads, e.g. to propose a fresh run folder."""

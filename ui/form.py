@@ -66,9 +66,10 @@ def _advanced_visible(group: str, mode: str) -> bool:
     return any(o.used_in(mode) and o.advanced for o in OPTIONS if o.group == group)
 
 
-def make_widget(option: Option, mode: str) -> gr.components.Component:
+def make_widget(option: Option, cfg: Config) -> gr.components.Component:
     kind = widget_kind(option)
-    value = to_widget(option, option.default_for(mode))
+    mode = cfg.mode
+    value = to_widget(option, cfg.get(option.name))
     common = dict(label=option.name, info=option.help, elem_id=f"opt-{option.name}",
                   visible=option.used_in(mode), min_width=260, elem_classes=["option"])
     if kind == "checkbox":
@@ -89,9 +90,10 @@ def mode_radio(mode: str = "db") -> gr.Radio:
                     elem_id="train-mode")
 
 
-def build_form(radio: gr.Radio) -> Form:
-    """The accordions of option widgets, for the mode `radio` starts with."""
+def build_form(radio: gr.Radio, start: Config | None = None) -> Form:
+    """The accordions of option widgets showing `start` (defaults of `radio`'s mode if None)."""
     mode = radio.value
+    start = start or Config(mode)
     form = Form(radio)
     for group in GROUPS:
         options = [o for o in OPTIONS if o.group == group]
@@ -101,13 +103,13 @@ def build_form(radio: gr.Radio) -> Form:
                           elem_id=group_id(group)) as accordion:
             with gr.Row(equal_height=False):
                 for option in (o for o in options if not o.advanced):
-                    form.widgets[option.name] = make_widget(option, mode)
+                    form.widgets[option.name] = make_widget(option, start)
             if any(o.advanced for o in options):
                 with gr.Accordion("Advanced", open=False, visible=_advanced_visible(group, mode),
                                   elem_id=group_id(group) + "-advanced") as inner:
                     with gr.Row(equal_height=False):
                         for option in (o for o in options if o.advanced):
-                            form.widgets[option.name] = make_widget(option, mode)
+                            form.widgets[option.name] = make_widget(option, start)
                 form.advanced[group] = inner
         form.groups[group] = accordion
     # Keep the schema order so values() maps arguments to names reliably.

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import Config, ConfigError, read_file, save_config, typed_values
+from trainer.config import (Config, ConfigError, read_file, resolve_relative_paths, save_config,
+                            typed_values)
 from trainer.config.files import file_mode
 from trainer.config.kohya_import import import_kohya, looks_like_kohya
 
-from .workspace import BUILTIN_PRESETS, Workspace, safe_name
+from .workspace import BUILTIN_PRESETS, REPO, Workspace, safe_name
 
 USER_PREFIX = "user: "
 
@@ -55,8 +56,22 @@ def read_preset(path: str | Path, current_mode: str) -> Preset:
                       imported.notes, name)
     mode = file_mode(raw, name)
     values = typed_values(raw, mode or current_mode, name)
+    if is_builtin(path):  # shipped presets name the files shipped beside them relatively
+        values = resolve_relative_paths(values, REPO)
     description = raw.get("description") or ""
     return Preset(mode, values, str(description), [], name)
+
+
+def start_config(workspace: Workspace, label: str | None) -> tuple[Config, str | None]:
+    """The form's first values: the preset `label` applied to the defaults (the label back), or
+    the plain defaults (None) when there is no such preset."""
+    path = list_presets(workspace).get(label or "")
+    if path is None:
+        return Config("db"), None
+    try:
+        return apply_preset(Config("db"), read_preset(path, "db")), label
+    except ConfigError:
+        return Config("db"), None
 
 
 def apply_preset(cfg: Config, preset: Preset) -> Config:

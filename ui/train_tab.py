@@ -15,7 +15,7 @@ from .context import AppContext
 from .form import Form, build_form, mode_radio
 from .formvalues import check, command_line, config_from_widgets, to_widget
 from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
-                      user_preset_path)
+                      start_config, user_preset_path)
 from .runner import folder_in_use
 
 PATH_OPTIONS = [o.name for o in OPTIONS if o.path]
@@ -215,11 +215,11 @@ class PresetHandlers:
             gr.update(value=str(target), visible=True)
 
 
-def build_presets(ctx: AppContext, message: gr.HTML):
+def build_presets(ctx: AppContext, message: gr.HTML, selected: str | None = None):
     """The presets row; returns a function that wires it to the form once that exists."""
     with gr.Accordion("Presets and config files", open=True, elem_id="presets"):
         with gr.Row():
-            preset = gr.Dropdown(choices=list(list_presets(ctx.workspace)), value=None,
+            preset = gr.Dropdown(choices=list(list_presets(ctx.workspace)), value=selected,
                                  label="Preset", elem_id="preset-select", scale=3)
             load = gr.Button("Load", elem_id="preset-load", scale=1, size="md")
             upload = gr.UploadButton("Load from file…", file_types=[".json", ".toml"],
@@ -297,7 +297,8 @@ def build_browser(ctx: AppContext):
 
 
 def build(ctx: AppContext) -> TrainTab:
-    radio = mode_radio("db")
+    start, selected = start_config(ctx.workspace, ctx.start_preset)
+    radio = mode_radio(start.mode)
     with gr.Row(equal_height=True):
         check_btn = gr.Button("Check", elem_id="train-check")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -306,9 +307,9 @@ def build(ctx: AppContext) -> TrainTab:
     message = gr.HTML(elem_id="train-message")
     command = gr.Textbox(label="Command", visible=False, interactive=False, lines=3,
                          buttons=["copy"], elem_id="train-command")
-    wire_presets = build_presets(ctx, message)
+    wire_presets = build_presets(ctx, message, selected)
     wire_browser = build_browser(ctx)
-    form = build_form(radio)
+    form = build_form(radio, start)
     wire_presets(form)
     wire_browser(form)
     handlers = TrainHandlers(ctx, form)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTIN_PRESETS = REPO / "presets"
+DEMO_ASSETS = REPO / "trainer" / "demo" / "assets"  # the built-in demo preset's files
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Workspace:
         home_path = Path(home or os.getcwd()).resolve()
         out = _under(home_path, outputs or "outputs")
         presets = _under(home_path, user_presets or "user_presets")
-        allowed = [home_path, out, *(_under(home_path, r) for r in roots or [])]
+        allowed = [home_path, out, *(_under(home_path, r) for r in roots or []), DEMO_ASSETS]
         unique = []
         for root in allowed:
             if root not in unique and not any(_inside(root, kept) for kept in unique):

@@ -50,6 +50,18 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_relative_paths(values: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """Relative values of path options joined to `root` (presets shipped with the program name
+    their files relative to the repository, so they work from any working folder)."""
+    resolved = dict(values)
+    for name, value in values.items():
+        option = BY_NAME.get(name)
+        if option is not None and option.path and isinstance(value, str) and value.strip() \
+                and not Path(value).expanduser().is_absolute():
+            resolved[name] = str(Path(root) / value)
+    return resolved
+
+
 def typed_values(raw: Mapping[str, Any], mode: str, source: str = "config") -> dict[str, Any]:
     """Check names and coerce values of a flat {option: value} mapping for `mode`."""
     values = {}
