@@ -112,6 +112,26 @@ def _kind(name: str) -> str:
     return widget_kind(BY_NAME[name])
 
 
+def progress(gui: Gui) -> dict:
+    box = gui.page.locator("#run-progress .run-progress")
+    if not box.count():
+        return {}
+    return {"status": box.get_attribute("data-status"), "step": int(box.get_attribute("data-step") or 0),
+            "text": box.inner_text()}
+
+
+def wait_progress(gui: Gui, test, what: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    state = {}
+    while time.monotonic() < deadline:
+        state = progress(gui)
+        if state and test(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; the page shows {state}\n"
+                         f"{gui.page.locator('#run-log textarea').input_value()[-2000:]}")
+
+
 class Gui:
     """Actions a user takes on the page, by element ids the GUI sets."""
 

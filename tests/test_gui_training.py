@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
+from gui_browser import (AppServer, Gui, browser, needs_chromium, page, progress,  # noqa: F401
+                         wait_progress)
 from helpers import make_db_dataset
 from trainer.runs import read_events
 
@@ -23,26 +24,6 @@ def server(tmp_path_factory):
     app = AppServer(tmp_path_factory.mktemp("training") / "home 'é'").start()
     yield app
     app.stop()
-
-
-def progress(gui: Gui) -> dict:
-    box = gui.page.locator("#run-progress .run-progress")
-    if not box.count():
-        return {}
-    return {"status": box.get_attribute("data-status"), "step": int(box.get_attribute("data-step") or 0),
-            "text": box.inner_text()}
-
-
-def wait_progress(gui: Gui, test, what: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    state = {}
-    while time.monotonic() < deadline:
-        state = progress(gui)
-        if state and test(state):
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; the page shows {state}\n"
-                         f"{gui.page.locator('#run-log textarea').input_value()[-2000:]}")
 
 
 def fill_tiny_run(gui: Gui, model, train, reg, prompts, steps: int, sample_every: str) -> str:
