@@ -41,5 +41,5 @@ def main(argv: list[str]) -> int:
                        samples=args.samples, **overrides)
     print()
     print(table(results))
-    print(f"\nscores written to {output_dir / 'demo_scores.json'}")
+    print(f"\nscores written to {output_dir / 'demo_scores.json'}, pictures to {results['grid']}")
     return 0

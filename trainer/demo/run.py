@@ -16,6 +16,7 @@ from ..errors import UserError
 from . import files, subject
 
 MODE_NAMES = {"db": "DreamBooth", "lora": "LoRA"}
+GRID_COLUMNS = 8  # pictures per prompt in demo_grid.png
 
 
 @dataclass
@@ -72,19 +73,30 @@ def trained_pipeline(mode: str, output_dir: Path):
 
 def measure_runs(mode: str, runs: list[Trained], samples: int) -> dict:
     from .generate import pipeline
-    from .scores import subject_scores
+    from .scores import base_accuracy, subject_scores
 
+    from .grid import make_grid
+
+    base = pipeline(load_base())
     results = {"samples_per_prompt": samples, "instance_prompt": subject.INSTANCE_PROMPT,
-               "class_prompt": subject.CLASS_PROMPT, "runs": {}}
-    results["runs"]["base model"] = subject_scores(pipeline(load_base()), samples).as_dict()
+               "class_prompt": subject.CLASS_PROMPT, "base_accuracy": base_accuracy(base),
+               "runs": {}}
+    scored = {"base model": subject_scores(base, samples)}
+    results["runs"]["base model"] = scored["base model"].as_dict()
     for run in runs:
-        scores = subject_scores(trained_pipeline(mode, run.output_dir), samples).as_dict()
-        results["runs"][run.label] = {**scores, "train_seconds": round(run.seconds, 1)}
+        scored[run.label] = subject_scores(trained_pipeline(mode, run.output_dir), samples)
+        results["runs"][run.label] = {**scored[run.label].as_dict(),
+                                      "train_seconds": round(run.seconds, 1)}
+    rows = [(f"{label}\n'{prompt}'", pictures[:GRID_COLUMNS]) for label, scores in scored.items()
+            for prompt, pictures in scores.pictures.items()]
+    results["grid"] = str(make_grid(rows, runs[0].output_dir / "demo_grid.png"))
     return results
 
 
 def table(results: dict) -> str:
-    lines = [f"{results['samples_per_prompt']} pictures per prompt, fixed seeds. "
+    lines = [f"base model: {results['base_accuracy']:.0%} of 'a <colour> <shape>' pictures show "
+             "that shape in that colour",
+             f"{results['samples_per_prompt']} pictures per prompt, fixed seeds. "
              f"subject: '{results['instance_prompt']}' shows a {subject.SUBJECT_COLOR} "
              f"{subject.SUBJECT_SHAPE}; class: '{results['class_prompt']}' shows a solid "
              f"{subject.CLASS} (kept) or a {subject.SUBJECT_SHAPE} (drift)",

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from . import evaluate, subject, world
 from .generate import Prompted, generate, seeded
@@ -23,9 +23,11 @@ class SubjectScores:
     class_kept: float
     class_drift: float
     samples: int  # per prompt
+    pictures: dict = field(default_factory=dict, repr=False)  # prompt -> PIL images
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"fidelity": self.fidelity, "class_kept": self.class_kept,
+                "class_drift": self.class_drift, "samples": self.samples}
 
 
 def base_accuracy(pipe, per_combination: int = 4) -> float:
@@ -41,9 +43,10 @@ def base_accuracy(pipe, per_combination: int = 4) -> float:
 
 def subject_scores(pipe, samples: int = 32) -> SubjectScores:
     instance = generate(pipe, seeded(subject.INSTANCE_PROMPT, samples, EVAL_FIRST_SEED))
-    plain = [evaluate.measure(image)
-             for image in generate(pipe, seeded(subject.CLASS_PROMPT, samples, EVAL_FIRST_SEED))]
+    plain_pictures = generate(pipe, seeded(subject.CLASS_PROMPT, samples, EVAL_FIRST_SEED))
+    plain = [evaluate.measure(image) for image in plain_pictures]
     fidelity = evaluate.fraction(instance, subject.SUBJECT_SHAPE, subject.SUBJECT_COLOR)
     kept = sum(m.matches(subject.CLASS) for m in plain) / samples
     drift = sum(m.matches(subject.SUBJECT_SHAPE) for m in plain) / samples
-    return SubjectScores(fidelity, kept, drift, samples)
+    return SubjectScores(fidelity, kept, drift, samples,
+                         {subject.INSTANCE_PROMPT: instance, subject.CLASS_PROMPT: plain_pictures})
