@@ -297,8 +297,8 @@ def build_browser(ctx: AppContext):
 
 
 def build(ctx: AppContext) -> TrainTab:
-    start, selected = start_config(ctx.workspace, ctx.start_preset)
-    radio = mode_radio(start.mode)
+    initial, selected = start_config(ctx.workspace, ctx.start_preset)
+    radio = mode_radio(initial.mode)
     with gr.Row(equal_height=True):
         check_btn = gr.Button("Check", elem_id="train-check")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -309,7 +309,7 @@ def build(ctx: AppContext) -> TrainTab:
                          buttons=["copy"], elem_id="train-command")
     wire_presets = build_presets(ctx, message, selected)
     wire_browser = build_browser(ctx)
-    form = build_form(radio, start)
+    form = build_form(radio, initial)
     wire_presets(form)
     wire_browser(form)
     handlers = TrainHandlers(ctx, form)
