@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -17,11 +18,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_page(url: str, process: subprocess.Popen, timeout: float) -> float:
+def wait_for_page(url: str, process: subprocess.Popen, timeout: float, output=()) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if process.poll() is not None:
-            raise AssertionError(f"launch.sh exited early:\n{process.stdout.read()}")
+            time.sleep(0.5)  # let the reader collect the last lines
+            raise AssertionError("launch.sh exited early:\n" + "".join(output))
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -39,10 +41,19 @@ def test_second_launch_reuses_the_venv_and_serves_the_page():
         ["bash", str(REPO / "launch.sh"), "--port", str(port)], cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
     try:
-        wait_for_page(f"http://127.0.0.1:{port}/", process, timeout=60)
+        wait_for_page(f"http://127.0.0.1:{port}/", process, timeout=60, output=lines)
+        # The page answers while the app is still finishing its start; wait for its ready line.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("GUI ready" in line for line in lines):
+            time.sleep(0.1)
     finally:
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        process.wait(timeout=30)
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert "installing" not in output.lower(), output
-    assert f"127.0.0.1:{port}" in output
+    assert f"127.0.0.1:{port}" in output, output
