@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -140,7 +141,18 @@ class Gui:
         self.server = server
 
     def open(self) -> "Gui":
-        self.page.goto(self.server.url)
+        from playwright.sync_api import Error
+
+        for attempt in range(3):
+            try:
+                self.page.goto(self.server.url)
+                break
+            except Error as err:
+                # A page left open across a GUI restart may abort the navigation while it
+                # reconnects; a user would simply load it again.
+                if "ERR_ABORTED" not in str(err) or attempt == 2:
+                    raise
+                time.sleep(1)
         self.page.wait_for_selector("#train-start", timeout=30000)
         # The page is ready once its load event has proposed a run folder.
         self.page.wait_for_function("() => document.querySelector('#opt-output_dir input').value",
@@ -175,9 +187,30 @@ class Gui:
         elif kind == "dropdown":
             self.choose(selector, str(value))
         else:
+            # An accordion opened just now may still be mounting its widgets and replace the
+            # field under our fingers: type again until the value stays.
             box = widget.locator("input, textarea").first
-            box.fill(str(value))
-            box.press("Tab")
+            for _ in range(10):
+                box.fill(str(value))
+                box.press("Tab")
+                time.sleep(0.2)
+                if box.input_value() == str(value):
+                    return
+            raise AssertionError(f"{name} does not keep the value {value!r}")
+
+    def wait_sent(self, *flags: str, timeout: float = 20) -> None:
+        """Press Print command until the command line (what the page sends the server) holds
+        every flag, e.g. "--max_train_steps=20"."""
+        deadline = time.monotonic() + timeout
+        command = ""
+        while time.monotonic() < deadline:
+            self.click("train-print")
+            time.sleep(0.5)
+            box = self.page.locator("#train-command textarea")
+            command = box.input_value() if box.count() else ""
+            if set(flags) <= set(shlex.split(command)):
+                return
+        raise AssertionError(f"the form never sent {flags}; its command line: {command}")
 
     def choose(self, selector: str, label: str) -> None:
         self.page.locator(f"{selector} input[role=combobox]").click()

@@ -38,6 +38,7 @@ def fill_tiny_run(gui: Gui, model, train, reg, prompts, steps: int, sample_every
     gui.set("cache_latents", True)
     gui.set("sample_prompts", str(prompts))
     gui.set("sample_every_n_steps", sample_every)
+    gui.wait_sent("--resolution=64", f"--max_train_steps={steps}")
     return gui.value("output_dir")
 
 
@@ -71,6 +72,7 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     assert second_dir != first_dir  # a fresh folder was proposed after the start
     gui.set("max_train_steps", "2")
     gui.set("sample_every_n_steps", "")
+    gui.wait_sent("--max_train_steps=2")
     gui.press("train-start", expect="Queued")
     second = second_dir.rsplit("/", 1)[-1]
     gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='queued']").wait_for()
