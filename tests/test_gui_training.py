@@ -17,6 +17,7 @@ from helpers import make_db_dataset
 from trainer.runs import read_events
 
 pytestmark = needs_chromium
+FIRST_STEPS = 200
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,8 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui = Gui(page, server).open()
 
     # Start a run and watch it.
-    first_dir = fill_tiny_run(gui, model, train, reg, prompts, steps=20, sample_every="4")
+    # Long enough (tens of seconds) to still be running after the reload and the GUI restart.
+    first_dir = fill_tiny_run(gui, model, train, reg, prompts, steps=FIRST_STEPS, sample_every="10")
     first = first_dir.rsplit("/", 1)[-1]
     gui.press("train-start", expect="Started")
     gui.page.locator("#run-progress").wait_for()  # Start switches to the Runs tab
@@ -96,7 +98,7 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui.press("run-stop", "run-action", expect="Stopping")
     state = wait_progress(gui, lambda s: s["status"] == "stopped" and first in s["text"], "the stop")
     stopped_at = state["step"]
-    assert 1 <= stopped_at < 20
+    assert 1 <= stopped_at < FIRST_STEPS
     assert list((server.home / "outputs" / first).glob("*-state"))
     assert "state" in gui.text("run-messages")
     gui.page.locator(f"#runs-table tr[data-run='{second}']:is([data-status='starting'],"
@@ -109,7 +111,7 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='finished']").wait_for(timeout=180000)
     state = wait_progress(gui, lambda s: s["status"] == "finished" and first in s["text"],
                           "the resumed run to finish", timeout=240)
-    assert state["step"] == 20
+    assert state["step"] == FIRST_STEPS
     events = read_events(server.home / "outputs" / first / "events.jsonl")[0]
     starts = [e for e in events if e["kind"] == "start"]
     assert len(starts) == 2 and starts[1]["first_step"] == stopped_at
