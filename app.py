@@ -67,11 +67,10 @@ def main(argv=None) -> int:
     presets = list_presets(workspace)
     start_preset = args.preset or (DEMO_PRESET if DEMO_PRESET in presets else "none")
     start_preset = None if start_preset.lower() == "none" else start_preset
-    if start_preset is not None:
-        if start_preset not in presets:
-            print(f"error: --preset {start_preset}: no such preset (the names are those of the "
-                  "Preset list, or 'none')", file=sys.stderr)
-            return 2
+    if start_preset is not None and start_preset not in presets:
+        print(f"error: --preset {start_preset}: no such preset (the names are those of the "
+              "Preset list, or 'none')", file=sys.stderr)
+        return 2
     public_host = socket.gethostname() if args.listen in ("0.0.0.0", "::") else args.listen
     ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(args.listen, public_host),
                      start_preset=start_preset)

@@ -1,9 +1,9 @@
 """`python -m trainer bench`: the trainer's seconds per step next to a bare training loop.
 
 Both train the same U-Net on batches of the same shape from cached latents: the bare loop does
-only forward, backward, gradient clipping and the optimizer step; the trainer does everything it normally does
-(data plan, per-sample noise, events, stop checks, the loss read-back). The ratio is the
-trainer's overhead.
+only forward, backward, gradient clipping and the optimizer step; the trainer does everything
+it normally does (data plan, per-sample noise, events, stop checks, the loss read-back). The
+ratio is the trainer's overhead.
 """
 
 from __future__ import annotations
