@@ -276,3 +276,17 @@ def test_fp16_with_loss_scaling_trains(tiny_model, dataset, tmp_path, precision)
     assert changed(base, last, "unet") and not changed(base, last, "vae")
     # the loss scaler is part of the saved state, so a resume continues with the same scale
     assert list((out / "last-state").glob("custom_checkpoint_*"))
+
+
+def test_full_fp16_adamw_keeps_weights_finite(tiny_model, dataset, tmp_path):
+    """torch's AdamW with float16 moments turns small gradients into inf/NaN weights (eps 1e-8
+    is 0 in fp16); a full_fp16 run must train on with finite weights."""
+    out = tmp_path / "out"
+    result = run_cli("db", *base_args(tiny_model("tiny-v1"), dataset, out, "--max_train_steps=6",
+                                      "--learning_rate=1e-5", "--cache_latents",
+                                      "--mixed_precision=fp16", "--full_fp16"))
+    assert result.returncode == 0, result.stderr
+    import torch
+
+    last = state_dicts(out / "last")
+    assert all(torch.isfinite(t.float()).all() for t in last["unet"].values())

@@ -197,7 +197,8 @@ OPTIONS: list[Option] = [
            "RTX 30xx or newer; fp16 uses loss scaling.", choices=("no", "fp16", "bf16")),
         _o("full_fp16", bool, False,
            "Keep the trained weights and gradients in fp16 too (less memory, less accuracy, "
-           "more failed runs). Needs mixed_precision=fp16.", advanced=True),
+           "more failed runs). Needs mixed_precision=fp16. AdamW then keeps its moments in fp32 "
+           "(bitsandbytes' 32-bit AdamW).", advanced=True),
         _o("gradient_checkpointing", bool, False,
            "Recompute activations in the backward pass: much less memory, ~20-30% slower."),
         _o("xformers", bool, False,

@@ -32,6 +32,9 @@ class ModelSpec:
     prediction_type: str = "epsilon"
     norm_groups: int = 32
     words: tuple[str, ...] = ()  # tiny tokenizers: whole words that become single tokens
+    # The real architectures' text embedding has CLIP's 49408 rows whatever tokenizer is used,
+    # so their parameter count and memory are those of the real models.
+    vocab_size: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -55,11 +58,11 @@ SPECS: dict[str, ModelSpec] = {
                          text_heads=4, text_intermediate=64, sample_size=8, words=TINY_WORDS),
     "sd15": ModelSpec(v2=False, unet_channels=(320, 640, 1280, 1280), unet_heads=8,
                       vae_channels=(128, 256, 512, 512), text_hidden=768, text_layers=12,
-                      text_heads=12, text_intermediate=3072, sample_size=64),
+                      text_heads=12, text_intermediate=3072, sample_size=64, vocab_size=49408),
     "sd21-base": ModelSpec(v2=True, unet_channels=(320, 640, 1280, 1280),
                            unet_heads=(5, 10, 20, 20), vae_channels=(128, 256, 512, 512),
                            text_hidden=1024, text_layers=23, text_heads=16,
-                           text_intermediate=4096, sample_size=64),
+                           text_intermediate=4096, sample_size=64, vocab_size=49408),
 }
 SPECS["tiny-v2-v"] = replace(SPECS["tiny-v2"], prediction_type="v_prediction")
 SPECS["sd21"] = replace(SPECS["sd21-base"], prediction_type="v_prediction", sample_size=96)
@@ -192,7 +195,7 @@ def build(name_or_spec: str | ModelSpec, folder: Path | None = None, seed: int =
     unet = UNet2DConditionModel(**unet_config(s))
     vae = AutoencoderKL(**vae_config(s))
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(
-        s, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
+        s, max(len(tokenizer), s.vocab_size), tokenizer.bos_token_id, tokenizer.eos_token_id,
         tokenizer.pad_token_id)))
     scheduler = DDPMScheduler(**scheduler_config(s.prediction_type))
     return Components(unet, vae, text_encoder, tokenizer, scheduler, s.v2, s.prediction_type)

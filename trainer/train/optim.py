@@ -68,8 +68,19 @@ def _fused_fits(param_groups: list[dict]) -> bool:
         p.dtype == torch.float32 for p in params)
 
 
+def _half_params(param_groups: list[dict]) -> bool:
+    import torch
+
+    return any(p.dtype == torch.float16 for group in param_groups for p in group["params"])
+
+
 def build_optimizer(name: str, param_groups: list[dict], lr: float, extra_args: list[str]):
     cls, defaults = _factory(name)
+    if name == "AdamW" and _half_params(param_groups):
+        # full_fp16: torch's AdamW would keep its moments in float16, where eps (1e-8) rounds
+        # to 0 and small gradients give inf/NaN weights; bitsandbytes' 32-bit AdamW keeps them,
+        # and does its arithmetic, in float32.
+        cls, defaults = _bnb("AdamW with full_fp16").AdamW, {"optim_bits": 32}
     kwargs = {**defaults, **optimizer_kwargs(extra_args)}
     if name == "AdamW" and not {"fused", "foreach"} & set(kwargs) and _fused_fits(param_groups):
         kwargs["fused"] = True

@@ -53,6 +53,14 @@ def setup_precision(cfg, device: torch.device, warn) -> Precision:
     return Precision(device, compute, train, vae, scaler)
 
 
+def peak_memory(device: torch.device) -> dict[str, int]:
+    """The run's peak GPU memory (what torch allocated, and what its allocator held)."""
+    if device.type != "cuda":
+        return {}
+    return {"vram_peak_allocated": torch.cuda.max_memory_allocated(device),
+            "vram_peak_reserved": torch.cuda.max_memory_reserved(device)}
+
+
 def setup_attention(cfg, unet, device: torch.device, warn) -> str:
     """xformers when asked and possible; sliced attention for mem_eff_attn; otherwise SDPA."""
     if cfg.xformers:

@@ -107,10 +107,14 @@ class Reporter:
         except ValueError:
             return str(path)
 
-    def end(self, status: str, step: int) -> None:
+    def end(self, status: str, step: int, **fields) -> None:
         if self.enabled:
-            self.events.emit("end", status=status, step=step)
+            self.events.emit("end", status=status, step=step, **fields)
             self._console.line(f"{status} at step {step}")
+            if fields.get("vram_peak_reserved"):
+                self._console.line(
+                    f"peak GPU memory: {fields['vram_peak_allocated'] / 2 ** 30:.2f} GiB "
+                    f"allocated, {fields['vram_peak_reserved'] / 2 ** 30:.2f} GiB reserved")
         self.close()
 
     def close(self) -> None:

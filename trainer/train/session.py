@@ -269,5 +269,7 @@ def run(cfg: Config) -> int:
     finally:
         if getattr(session, "stop", None):
             session.stop.uninstall()
-    session.reporter.end(status, session.position.step)
+    from .precision import peak_memory
+
+    session.reporter.end(status, session.position.step, **peak_memory(session.device))
     return 0
