@@ -177,3 +177,14 @@ def test_output_config_writes_the_resolved_file(tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = load_config(out, "lora")
     assert cfg.network_dim == 16 and cfg.optimizer_type == "AdamW8bit"
+
+
+@pytest.mark.parametrize("text", ["a\x7fb", "tab\there", "bell\x07", "line\nbreak"])
+def test_control_characters_in_text_options_read_back(tmp_path, text):
+    """A config the trainer writes must load again: TOML forbids raw control characters."""
+    out = tmp_path / "run.toml"
+    result = run_cli("db", "--pretrained_model_name_or_path", str(tmp_path), "--output_dir",
+                     str(tmp_path), "--train_data_dir", str(tmp_path), "--output_name", text,
+                     "--output_config", str(out))
+    assert result.returncode == 0, result.stderr
+    assert load_config(out).output_name == text

@@ -104,3 +104,25 @@ def test_previews_import_no_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_captions_past_max_token_length_are_reported_not_cut_silently(tmp_path, tiny_model):
+    """A caption longer than max_token_length loses its end in training: the report and the
+    training run say so, naming the file, the count and the fix."""
+    model = tiny_model("tiny-v1")
+    long_caption = ", ".join(["a red dog"] * 30)  # 89 tokens with the tiny tokenizer
+    train = tmp_path / "img"
+    make_concept(train / "5_sks dog", 2, captions={1: long_caption})
+    out = tmp_path / "out"
+    common = ["--pretrained_model_name_or_path", model, "--train_data_dir", train,
+              "--output_dir", out, "--resolution", "64", "--train_batch_size", "1"]
+    report = run_cli("db", *common, "--debug_dataset")
+    assert report.returncode == 0, report.stderr
+    assert re.search(r"1 caption\(s\) are longer than max_token_length 75 .*img001\.png, "
+                     r"\d+ tokens\); raise max_token_length to 150", report.stdout), report.stdout
+    assert "max_token_length" not in run_cli("db", *common, "--debug_dataset",
+                                             "--max_token_length", "150").stdout
+
+    trained = run_cli("db", *common, "--max_train_steps", "1")
+    assert trained.returncode == 0, trained.stderr
+    assert "img001.png" in trained.stderr and "cut off in training" in trained.stderr

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from trainer import atomic
 from trainer.config import Config
+from trainer.data.tokens import token_warning, tokenizer_for
 from trainer.errors import UserError
-
-from .tokens import token_warning, tokenizer_for
 
 MAX_SHOWN = 200  # thumbnails drawn per preview; the numbers always cover every image
 

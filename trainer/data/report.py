@@ -95,6 +95,11 @@ def dataset_report(cfg, contact_sheet: str | Path | None = None) -> dict:
     except UserError as err:
         report["error"] = {"message": err.message, "hint": err.hint}
         return report
+    from .tokens import long_captions_in
+
+    long_captions = long_captions_in(ds, cfg)
+    if long_captions:
+        warnings.append(long_captions)
     summary = ds.summary()
     gbs = global_batch_size(cfg)
     steps = ds.steps_per_epoch(gbs)

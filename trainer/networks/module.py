@@ -81,7 +81,11 @@ class LoRAModule(nn.Module):
         regularizing = self._regularizing()
         if regularizing and self.module_dropout and torch.rand(()) < self.module_dropout:
             return output
-        hidden = self.lora_down(args[0].to(self.lora_down.weight.dtype))
+        x = args[0]
+        if not torch.is_autocast_enabled(x.device.type):
+            # Under autocast the layer casts for itself; a cast here would copy x twice.
+            x = x.to(self.lora_down.weight.dtype)
+        hidden = self.lora_down(x)
         scale = self.scale
         if regularizing and self.dropout:
             hidden = nn.functional.dropout(hidden, p=self.dropout)

@@ -16,6 +16,17 @@ class Conditioning:
         # Frozen encoder + fixed captions: each caption is encoded once and reused.
         self.cacheable = session.dataset.fixed_captions() and not cfg.no_token_padding
         self._cache: dict[str, torch.Tensor] = {}
+        self._warn_long_captions()
+
+    def _warn_long_captions(self) -> None:
+        from ..data.tokens import long_captions_warning
+        from .text import token_count
+
+        captions = [(item.path, item.caption) for item in self.session.dataset.items]
+        warning = long_captions_warning(captions, lambda text: token_count(self.tokenizer, text),
+                                        self.session.cfg)
+        if warning:
+            self.session.reporter.warning(warning)
 
     def __call__(self, captions: list[str], step: int) -> torch.Tensor:
         target = self.session.target

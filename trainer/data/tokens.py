@@ -1,4 +1,7 @@
-"""Count caption tokens with the model's own tokenizer (the tokenizers library: light, fast)."""
+"""Count caption tokens with the model's own tokenizer (the tokenizers library: light, fast).
+
+Torch-free: the GUI's caption preview and the dataset report use it as well as training.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from trainer.config import Config
+from ..config import Config
 
 CHUNK = 75  # tokens per text-encoder pass, without the start and end tokens
 
@@ -56,3 +59,28 @@ def token_warning(count: int, cfg: Config) -> str | None:
     wider = next((n for n in (150, 225) if n >= count), None)
     fix = f"raise max_token_length to {wider}" if wider and wider > allowed else "shorten the caption"
     return f"{count} tokens: past the limit of {allowed}, the rest is cut off ({fix})"
+
+
+def long_captions_warning(captions: list[tuple[str, str]], count: Callable[[str], int],
+                          cfg: Config) -> str | None:
+    """One line about the captions (path, text) longer than max_token_length, or None."""
+    allowed = limit(cfg)
+    long = [(path, n) for path, n in ((path, count(text)) for path, text in captions)
+            if n > allowed]
+    if not long:
+        return None
+    path, most = max(long, key=lambda pair: pair[1])
+    wider = next((n for n in (150, 225) if n >= most and n > allowed), None)
+    fix = f"raise max_token_length to {wider}" if wider else "shorten them"
+    return (f"{len(long)} caption(s) are longer than max_token_length {allowed} and are cut off "
+            f"in training (longest: {Path(path).name}, {most} tokens); {fix}")
+
+
+def long_captions_in(dataset, cfg: Config) -> str | None:
+    """long_captions_warning for a built dataset, with the model's tokenizer; None when there is
+    no tokenizer to count with (a single-file model without --tokenizer)."""
+    tokens, _ = tokenizer_for(cfg)
+    if tokens is None:
+        return None
+    captions = [(item.path, item.caption) for item in dataset.items]
+    return long_captions_warning(captions, lambda text: len(tokens(text)), cfg)
