@@ -86,7 +86,11 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     from .optimizer_state import optimizer_bytes, step_transient
     from .step import attention_kind, place, trace_step
 
+    from ..config.validate import normalize
+
     quiet_libraries()
+    cfg = cfg.copy()
+    normalize(cfg)  # e.g. use_8bit_adam -> optimizer_type=AdamW8bit, as the trainer sees it
     if models is None:
         models = meta_models(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                              v_parameterization=cfg.v_parameterization or None)

@@ -9,7 +9,7 @@ import math
 # block of 256 elements; tensors under min_8bit_size (4096) elements keep float32 state.
 BNB_BLOCK = 256
 BNB_MIN_8BIT = 4096
-STEP_BYTES = 4  # torch's AdamW keeps a float32 step count per tensor
+STEP_BYTES = 4  # a float32 scalar per tensor: AdamW's step count, Adafactor's RMS
 
 
 def _bnb(numel: int, states: int) -> int:
@@ -20,12 +20,13 @@ def _bnb(numel: int, states: int) -> int:
 
 def _adafactor(shape: tuple, size: int) -> int:
     """transformers' Adafactor without beta1: a row and a column mean of the squared gradient
-    for tensors of 2 or more dims (over the last two dims), a full one otherwise."""
+    for tensors of 2 or more dims (over the last two dims), a full one otherwise, and an RMS
+    scalar."""
     if len(shape) < 2:
-        return size * math.prod(shape)
+        return size * math.prod(shape) + STEP_BYTES
     rows = math.prod(shape[:-1])
     cols = math.prod(shape[:-2]) * shape[-1]
-    return size * (rows + cols)
+    return size * (rows + cols) + STEP_BYTES
 
 
 def state_bytes(optimizer_type: str, shape: tuple, element_size: int) -> int:
