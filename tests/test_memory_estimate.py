@@ -58,7 +58,8 @@ def test_kernel_attention_is_what_keeps_the_n_by_n_scores_out():
     totals = {}
     for kernel in (True, False):
         log = SavedLog(skip={storage_key(p) for p in unet.parameters()})
-        latents, context = torch.zeros(1, 4, 64, 64, device="meta"), torch.zeros(1, 77, 768, device="meta")
+        latents = torch.zeros(1, 4, 64, 64, device="meta")
+        context = torch.zeros(1, 77, 768, device="meta")
         with log.hooks(), GpuLikeMode(torch.float16, kernel_attention=kernel):
             unet(latents, torch.zeros(1, dtype=torch.long, device="meta"), context)
         totals[kernel] = log.total()

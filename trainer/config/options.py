@@ -223,7 +223,7 @@ OPTIONS: list[Option] = [
         _o("estimate_memory", bool, False,
            "Print an estimate of the peak GPU memory of these settings (weights, gradients, "
            "optimizer state, activations, CUDA overhead) and exit without training. Needs no "
-           "GPU and no training images."),
+           "GPU and no training images.", advanced=True),
     ),
     *_group(
         S,

@@ -73,6 +73,7 @@ class SavedLog:
                 self.record(value, outer)
         self.block = block
         start = self.tick()
+        self.blocks[block] = (start, start)
         try:
             return function(*args, **kwargs)
         finally:

@@ -101,14 +101,13 @@ def trace_step(cfg, placed: Placed) -> StepTrace:
     latents = torch.zeros(batch, channels, height // 8, width // 8, device=device)
     timesteps = torch.zeros(batch, dtype=torch.long, device=device)
     with log.hooks():
-        with GpuLikeMode(compute) as text_mode, torch.set_grad_enabled(target.trains_text_encoder(0)):
+        with GpuLikeMode(compute), torch.set_grad_enabled(target.trains_text_encoder(0)):
             hidden = encode(text_encoder, ids, settings)
         with GpuLikeMode(compute) as unet_mode:
             prediction = unet(latents, timesteps, hidden).sample
-        loss = torch.nn.functional.mse_loss(prediction.float(), latents)
-    casts = {**text_mode.cache, **unet_mode.cache}
-    del loss
-    return StepTrace(log, _cached_outside_log(log, casts.values()))
+        torch.nn.functional.mse_loss(prediction.float(), latents)
+    # The text encoder's autocast region has ended by now and its unsaved copies with it.
+    return StepTrace(log, _cached_outside_log(log, unet_mode.cache.values()))
 
 
 def _route_checkpointing(log: SavedLog, *models) -> None:
