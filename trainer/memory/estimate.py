@@ -81,12 +81,11 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
 
     models: the base model's MetaModels; default: built from cfg.pretrained_model_name_or_path
     (a file, diffusers folder or cached hub id), reading only configs and tensor shapes."""
+    from ..config.validate import normalize
     from ..train.session import quiet_libraries
     from .architecture import meta_models
-    from .optimizer_state import optimizer_bytes, step_transient
+    from .optimizer_state import optimizer_bytes
     from .step import attention_kind, place, trace_step
-
-    from ..config.validate import normalize
 
     quiet_libraries()
     cfg = cfg.copy()
@@ -98,21 +97,28 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     trace = trace_step(cfg, placed)
     grads = _param_bytes(placed.trained)
     ddp_buckets = grads if cfg.num_processes > 1 and cfg.mode == "db" else 0
+    weights = _param_bytes(placed.trained) + _param_bytes(placed.frozen)
     optimizer = optimizer_bytes(cfg.optimizer_type, placed.trained)
-    held = cfg.gradient_accumulation_steps > 1
-    backward, _ = trace.log.backward_peak(grads_held=held)
-    working = 2 * trace.log.largest()  # gradient in and out of the op backward is at
-    forward = trace.log.total(with_blocks=False) + trace.cast_bytes + (grads if held else 0)
-    step = grads + step_transient(cfg.optimizer_type, placed.trained)
-    peak = max(backward + working, forward, step)
-    allocated = _param_bytes(placed.trained) + _param_bytes(placed.frozen) + optimizer + \
-        ddp_buckets + peak
+    peak = _step_peak(cfg, trace, placed.trained, grads)
+    allocated = weights + optimizer + ddp_buckets + peak
     return VramEstimate(
-        weights=_param_bytes(placed.trained) + _param_bytes(placed.frozen),
-        gradients=grads + ddp_buckets, optimizer=optimizer,
+        weights=weights, gradients=grads + ddp_buckets, optimizer=optimizer,
         activations=max(0, peak - grads), overhead=_overhead(allocated),
         saved_activations=trace.log.total(with_blocks=False), attention=attention_kind(cfg),
         notes=tuple(_notes(cfg)))
+
+
+def _step_peak(cfg, trace, trained, grads: int) -> int:
+    """The most a step holds beyond weights and optimizer state: at the end of the forward, in
+    the backward pass (activations going, gradients coming) or in the optimizer step."""
+    from .optimizer_state import step_transient
+
+    held = cfg.gradient_accumulation_steps > 1  # later batches find all gradients there
+    backward, _ = trace.log.backward_peak(grads_held=held)
+    working = 2 * trace.log.largest()  # the gradients into and out of the op backward is at
+    forward = trace.log.total(with_blocks=False) + trace.cast_bytes + (grads if held else 0)
+    step = grads + step_transient(cfg.optimizer_type, trained)
+    return max(backward + working, forward, step)
 
 
 def _overhead(allocated: int) -> int:
@@ -120,7 +126,8 @@ def _overhead(allocated: int) -> int:
 
 
 def _notes(cfg) -> list[str]:
-    notes = []
-    if cfg.num_processes > 1:
-        notes.append("per GPU; DreamBooth's DDP keeps a second copy of the gradients")
-    return notes
+    if cfg.num_processes <= 1:
+        return []
+    if cfg.mode == "db":
+        return ["per GPU; DDP keeps a second copy of the gradients (counted)"]
+    return ["per GPU"]
