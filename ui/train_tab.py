@@ -12,6 +12,7 @@ from trainer.config import OPTIONS, Config, errors
 from . import messages
 from .browser import FolderBrowser
 from .context import AppContext
+from .estimate import estimate_line
 from .form import Form, build_form, mode_radio
 from .formvalues import check, command_line, config_from_widgets, to_widget
 from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
@@ -82,9 +83,18 @@ class TrainHandlers:
         return self.form.show(cfg, only=touched)
 
     def check(self, *args):
+        """The problems at once; then, for a usable config, the peak-memory estimate."""
         mode, raw = self.form.values(args)
-        _, problems = check(mode, raw)
-        return messages.problems_html(problems, "No problems found: ready to start.")
+        cfg, problems = check(mode, raw)
+        text = messages.problems_html(problems, "No problems found: ready to start.")
+        yield text
+        if errors(problems) or not cfg.pretrained_model_name_or_path:
+            return
+        yield text + messages.note("Estimating the peak GPU memory…", "info")
+        cfg = cfg.copy()
+        absolute_paths(self.ctx, cfg)
+        line, ok = estimate_line(cfg, self.ctx.workspace.home)
+        yield text + messages.note(line, "info" if ok else "warning")
 
     def print_command(self, *args):
         mode, raw = self.form.values(args)

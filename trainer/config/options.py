@@ -221,6 +221,10 @@ OPTIONS: list[Option] = [
         _o("no_half_vae", bool, False,
            "Keep the VAE in float32 under mixed precision (fixes NaN latents of some VAEs "
            "in fp16).", advanced=True),
+        _o("estimate_memory", bool, False,
+           "Print an estimate of the peak GPU memory of these settings (weights, gradients, "
+           "optimizer state, activations, CUDA overhead) and exit without training. Needs no "
+           "GPU and no training images.", advanced=True),
     ),
     *_group(
         S,

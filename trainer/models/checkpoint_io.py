@@ -91,6 +91,34 @@ def read_state_dict(path: Path) -> dict:
     return _read_pickle(path)
 
 
+def read_shapes(path: Path) -> dict:
+    """The tensors of a single-file checkpoint as meta tensors (shape and dtype, no data):
+    enough to tell the architecture without reading gigabytes."""
+    import torch
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        state = read_state_dict(path)  # .ckpt: memory-mapped where the format allows
+        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in state.items()}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            slices = {k: handle.get_slice(k) for k in handle.keys()}
+            return {k: torch.empty(s.get_shape(), device="meta",
+                                   dtype=getattr(torch, _DTYPE_NAMES.get(s.get_dtype(), "float32")))
+                    for k, s in slices.items()}
+    except Exception as err:
+        raise UserError(f"{path} is not a readable .safetensors file "
+                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__})",
+                        "the file is probably truncated or corrupt: download it again") from None
+
+
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                "BOOL": "bool"}
+
+
 def read_metadata(path: Path) -> dict:
     if Path(path).suffix.lower() != ".safetensors":
         return {}

@@ -40,10 +40,9 @@ def sample_size(ldm_config: dict, v2: bool, v_parameterization: bool) -> int:
     return int(extra.get("sample_size") or (96 if v2 and v_parameterization else 64))
 
 
-def build_unet(state_dict: dict, ldm_config: dict, size: int, source: str):
-    from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import (
-        convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm)
+def unet_config(state_dict: dict, ldm_config: dict, size: int, source: str) -> dict:
+    """The diffusers U-Net config of these weights (shapes are enough: meta tensors work)."""
+    from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
 
     try:
         config = create_unet_diffusers_config_from_ldm(ldm_config, state_dict)
@@ -56,17 +55,31 @@ def build_unet(state_dict: dict, ldm_config: dict, size: int, source: str):
         raise UserError(f"cannot tell the attention head count of {source}: its U-Net is not "
                         "Stable Diffusion's size and no .yaml describes it",
                         "put the model's .yaml (LDM config) beside it")
+    return config
+
+
+def build_unet(state_dict: dict, ldm_config: dict, size: int, source: str):
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    config = unet_config(state_dict, ldm_config, size, source)
     converted = convert_ldm_unet_checkpoint(state_dict, config)
     return _materialize(UNet2DConditionModel, config, converted, "U-Net", source)
 
 
-def build_vae(state_dict: dict, ldm_config: dict, size: int, source: str):
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import (
-        convert_ldm_vae_checkpoint, create_vae_diffusers_config_from_ldm)
+def vae_config(state_dict: dict, ldm_config: dict, size: int) -> dict:
+    from diffusers.loaders.single_file_utils import create_vae_diffusers_config_from_ldm
 
     config = create_vae_diffusers_config_from_ldm(ldm_config, state_dict)
     config["sample_size"] = size * 8
+    return config
+
+
+def build_vae(state_dict: dict, ldm_config: dict, size: int, source: str):
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    config = vae_config(state_dict, ldm_config, size)
     converted = convert_ldm_vae_checkpoint(state_dict, config)
     return _materialize(AutoencoderKL, config, converted, "VAE", source)
 

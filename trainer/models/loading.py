@@ -58,7 +58,7 @@ def _replace_vae(bundle: ModelBundle, spec: str) -> None:
 # ---------------------------------------------------------------- single files
 
 
-def _refuse_non_model(state: dict, path: Path) -> None:
+def refuse_non_model(state: dict, path: Path) -> None:
     if any(k.startswith(UNET_PREFIX) for k in state):
         return
     keys = list(state)
@@ -100,7 +100,7 @@ def _check_v2(v2_flag: bool | None, detected: bool, source: str) -> None:
                         "but --v2 was given", "remove --v2 (the version is read from the weights)")
 
 
-def _describe_single(path: Path, state: dict, v2_flag, v_flag) -> tuple[dict, bool, bool, bool]:
+def describe_single(path: Path, state: dict, v2_flag, v_flag) -> tuple[dict, bool, bool, bool]:
     """(LDM config, whether it came from a .yaml, v2, v_parameterization) of a single file."""
     detected_v2 = is_v2_text(state)
     if detected_v2 is None:
@@ -128,9 +128,9 @@ def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
         raise UserError(f"{path} is not a model checkpoint (expected .safetensors or .ckpt)",
                         MODEL_HINT)
     state = read_state_dict(path)
-    _refuse_non_model(state, path)
+    refuse_non_model(state, path)
     try:
-        config, from_file, v2, v_param = _describe_single(path, state, v2_flag, v_flag)
+        config, from_file, v2, v_param = describe_single(path, state, v2_flag, v_flag)
         tokenizer = load_tokenizer(tokenizer_spec, v2)
         size, source = sample_size(config, v2, v_param), str(path)
         text_encoder = build_text_encoder(state, config, v2, tokenizer, source)
