@@ -33,7 +33,8 @@ def state_bytes(optimizer_type: str, shape: tuple, element_size: int) -> int:
     numel = math.prod(shape)
     full = numel * element_size
     if optimizer_type == "AdamW":
-        return 2 * full + STEP_BYTES  # exp_avg, exp_avg_sq
+        # exp_avg, exp_avg_sq; float16 weights (full_fp16) get float32 moments (see optim.py)
+        return 2 * numel * max(element_size, 4) + STEP_BYTES
     if optimizer_type == "AdamW8bit":
         return _bnb(numel, 2)
     if optimizer_type in ("Lion", "SGDNesterov"):

@@ -82,7 +82,7 @@ class LoRAModule(nn.Module):
         if regularizing and self.module_dropout and torch.rand(()) < self.module_dropout:
             return output
         x = args[0]
-        if not torch.is_autocast_enabled(x.device.type):
+        if not _autocasting(x.device.type):
             # Under autocast the layer casts for itself; a cast here would copy x twice.
             x = x.to(self.lora_down.weight.dtype)
         hidden = self.lora_down(x)
@@ -110,6 +110,13 @@ class LoRAModule(nn.Module):
         up = self.lora_up.weight.detach().float()
         down = self.lora_down.weight.detach().float()
         return delta_from_factors(up, down, multiplier * self.scale)
+
+
+def _autocasting(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device without autocast (meta)
+        return False
 
 
 def delta_from_factors(up: torch.Tensor, down: torch.Tensor, scale: float) -> torch.Tensor:
