@@ -12,13 +12,15 @@ MAX_ENTRIES = 400
 class FolderBrowser:
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
-        self.roots = [r for r in workspace.roots if r.is_dir()] or [workspace.home]
+        self.roots = [r for r in workspace.roots if r.is_dir()] or workspace.roots[:1]
 
     def allowed(self, path: str | Path) -> bool:
         return self.workspace.allowed(path)
 
     def entries(self, folder: Path) -> list[tuple[str, str]]:
         """(label, path) of a folder's children: folders first (marked with /), then files."""
+        if not self.allowed(folder):
+            return []
         try:
             children = sorted(Path(folder).iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
         except OSError:
