@@ -72,7 +72,8 @@ class AppServer:
             ready = READY.search(fresh)  # this start's line, not an earlier one's
             if ready:
                 self.url = ready.group(1)
-                with urllib.request.urlopen(self.url, timeout=10) as response:
+                page = urllib.request.Request(self.url, headers={"Accept": "text/html"})
+                with urllib.request.urlopen(page, timeout=10) as response:  # or its login form
                     assert response.status == 200
                 self.start_seconds = time.monotonic() - began
                 return self
