@@ -94,7 +94,8 @@ def main(argv=None) -> int:
               "Preset list, or 'none')", file=sys.stderr)
         return 2
     public_host = socket.gethostname() if args.listen in ("0.0.0.0", "::") else args.listen
-    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(args.listen, public_host),
+    # TensorBoard has no sign-in of its own: it serves this machine only.
+    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(),
                      start_preset=start_preset)
     app = build_app(ctx=ctx)
     from ui.app import CSS

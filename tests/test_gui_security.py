@@ -164,6 +164,11 @@ def test_training_config_paths_outside_the_allowed_folders_are_refused(server, w
         "opt-train_data_dir": str(world["allowed"] / "data"),
         "opt-output_dir": str(world["outside"] / "run")})[0]
     assert "output_dir" in started and "outside the folders" in started
+    toml = world["allowed"] / "dataset.toml"
+    toml.write_text("[[datasets]]\n[[datasets.subsets]]\nimage_dir = '%s'\n"
+                    % (world["outside"] / "data" / "10_sks dog"))
+    check = client.call("train-check", **{"opt-dataset_config": str(toml)})[0]
+    assert "dataset_config" in check and "outside the folders" in check
     assert (set(outputs.iterdir()) if outputs.exists() else set()) == before
     assert not (world["outside"] / "run").exists()
 

@@ -79,7 +79,23 @@ def config_problems(workspace: Workspace, cfg: Config) -> list[Problem]:
         except UserError as err:
             problems.append(Problem(name, f"{value} is outside the folders this GUI may use "
                                           f"({_roots_text(workspace)}) or hidden; {err.hint}"))
+    if cfg.get("dataset_config") and not problems:
+        problems += _dataset_config_problems(workspace, cfg)
     return problems
+
+
+def _dataset_config_problems(workspace: Workspace, cfg: Config) -> list[Problem]:
+    """The image folders a dataset_config names are read too: the same rule applies."""
+    from trainer.data.dataset_toml import load_dataset_toml
+
+    try:
+        _, subsets = load_dataset_toml(str(workspace.resolve(cfg.dataset_config)), cfg,
+                                       lambda _text: None)
+    except Exception:  # unreadable: the config check reports it, and nothing is read
+        return []
+    return [Problem("dataset_config", f"its image_dir {s.folder} is outside the folders this GUI "
+                                      f"may use ({_roots_text(workspace)}) or hidden")
+            for s in subsets if not workspace.allowed(s.folder)][:1]
 
 
 def check_config(workspace: Workspace, cfg: Config) -> None:
