@@ -65,6 +65,7 @@ class CheckedTools:
                                   *rest)
 
     def merge(self, base, loras_text, out, *rest):
+        tools.merge_argv(base, loras_text, out, *rest)  # what is missing, in the form's order
         lines = []
         for path, weight in tools.lora_lines(loras_text):
             checked = self._in(path, "LoRA file")
