@@ -12,7 +12,9 @@ MAX_ENTRIES = 400
 class FolderBrowser:
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
-        self.roots = [r for r in workspace.roots if r.is_dir()] or workspace.roots[:1]
+        # Every root, existing or not (./datasets appears with the first built dataset);
+        # the first existing one is shown first.
+        self.roots = sorted(workspace.roots, key=lambda r: not r.is_dir())
 
     def allowed(self, path: str | Path) -> bool:
         return self.workspace.allowed(path)

@@ -34,11 +34,7 @@ class Workspace:
         datasets = home_path / "datasets"
         allowed = [out, datasets, *(_under(home_path, r) for r in roots or []), DEMO_ASSETS,
                    BUILTIN_PRESETS]
-        unique = []
-        for root in sorted(allowed, key=lambda p: len(p.parts)):  # outer folders first
-            if root not in unique and not any(_inside(root, kept) for kept in unique):
-                unique.append(root)
-        unique.sort(key=allowed.index)
+        unique = list(dict.fromkeys(allowed))  # nested ones stay: each is a browser entry point
         return cls(home_path, out, presets, unique, datasets)
 
     def resolve(self, text: str) -> Path:
@@ -71,10 +67,6 @@ def safe_name(text: str) -> str:
 def _under(base: Path, text: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     return (path if path.is_absolute() else base / path).resolve()
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def allowed_in(path: str | os.PathLike, roots: list[Path]) -> bool:
