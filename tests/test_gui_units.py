@@ -295,3 +295,20 @@ def test_app_refuses_half_a_login_and_unknown_roots(tmp_path):
     assert result.returncode == 2 and "--username and --password go together" in result.stderr
     result = app("--root", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "nowhere: not a folder" in result.stderr
+
+
+def test_config_paths_must_be_inside_the_roots_but_hub_ids_pass(tmp_path):
+    from trainer.config import Config
+    from ui.paths import config_problems
+
+    ws = Workspace.create(tmp_path / "home", roots=[str(tmp_path / "models")])
+    (tmp_path / "models").mkdir()
+    cfg = Config("db", {"pretrained_model_name_or_path": "runwayml/stable-diffusion-v1-5",
+                        "train_data_dir": str(ws.outputs / "data"),
+                        "output_dir": str(ws.outputs / "run"),
+                        "vae": str(tmp_path / "models" / "vae.safetensors")})
+    assert config_problems(ws, cfg) == []
+    cfg.sample_prompts = str(tmp_path / "home" / ".env")
+    cfg.pretrained_model_name_or_path = "../elsewhere/model.ckpt"
+    assert [p.option for p in config_problems(ws, cfg)] == ["pretrained_model_name_or_path",
+                                                             "sample_prompts"]

@@ -12,7 +12,6 @@ import hmac
 import html
 import secrets
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote
 
 LOGIN_PATH = "/login"
@@ -52,14 +51,11 @@ class Auth:
         return b"set-cookie", value.encode()
 
     def signed_in(self, headers: dict[str, str]) -> bool:
-        cookies = SimpleCookie()
-        try:
-            cookies.load(headers.get("cookie", ""))
-        except Exception:  # a malformed header is simply no cookie
-            return False
-        morsel = cookies.get(self.cookie_name)
-        if morsel is not None and same(morsel.value, self.session):
-            return True
+        # Parsed by hand: other local apps' cookies may be ones SimpleCookie gives up on.
+        for pair in headers.get("cookie", "").split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == self.cookie_name and same(value.strip(), self.session):
+                return True
         scheme, _, value = headers.get("authorization", "").partition(" ")
         return bool(self.token) and scheme.lower() == "bearer" and same(value.strip(), self.token)
 
