@@ -56,25 +56,26 @@ def make_auth(args):
     return Auth.with_token(args.port)
 
 
+def refusal(args) -> str | None:
+    """The one-line error for options that do not go together, if any."""
+    if bool(args.username) != bool(args.password):
+        return "--username and --password go together; give both or neither"
+    if args.no_auth and args.password:
+        return "--no-auth and --username/--password contradict each other; give one"
+    if args.no_auth and (args.listen not in LOCAL_ADDRESSES or args.share):
+        where = "--share" if args.share else f"--listen {args.listen}"
+        return (f"{where} with --no-auth would let anyone who reaches the port read your files "
+                "and run code; drop --no-auth (a token is used) or give --username/--password")
+    missing = [root for root in args.root if not os.path.isdir(root)]
+    return f"--root {missing[0]}: not a folder" if missing else None
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
-    if bool(args.username) != bool(args.password):
-        print("error: --username and --password go together; give both or neither", file=sys.stderr)
-        return 2
-    if args.no_auth and args.password:
-        print("error: --no-auth and --username/--password contradict each other; give one",
-              file=sys.stderr)
-        return 2
-    if args.no_auth and (args.listen not in LOCAL_ADDRESSES or args.share):
-        where = "--share" if args.share else f"--listen {args.listen}"
-        print(f"error: {where} with --no-auth would let anyone who reaches the port read your "
-              "files and run code; drop --no-auth (a token is used) or give --username/--password",
-              file=sys.stderr)
-        return 2
-    missing = [root for root in args.root if not os.path.isdir(root)]
-    if missing:
-        print(f"error: --root {missing[0]}: not a folder", file=sys.stderr)
+    problem = refusal(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from ui import build_app

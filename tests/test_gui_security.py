@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gui_api import GradioAPI, request
-from gui_browser import CHROMIUM, AppServer, Gui, browser, page  # noqa: F401 - fixtures
+from gui_browser import CHROMIUM, AppServer, browser, page  # noqa: F401 - fixtures
 from helpers import REPO, make_concept, make_image
 
 

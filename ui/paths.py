@@ -25,7 +25,7 @@ FORBIDDEN_CAPTION_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg",  # images
     ".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".npz", ".npy",  # models
     ".sh", ".bash", ".zsh", ".bat", ".cmd", ".ps1", ".py", ".pyc", ".pyw", ".exe", ".dll",
-    ".so", ".js", ".html", ".htm", ".toml", ".json", ".yaml", ".yml", ".cfg", ".ini", ".pth",
+    ".so", ".js", ".html", ".htm", ".toml", ".json", ".yaml", ".yml", ".cfg", ".ini",
 }
 
 
