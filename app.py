@@ -1,7 +1,10 @@
 """Start the trainer's web GUI.
 
     python app.py [--listen ADDR] [--port N] [--share] [--inbrowser] [--username U --password P]
-                  [--root DIR ...] [--outputs DIR]
+                  [--no-auth] [--root DIR ...] [--outputs DIR]
+
+Every route needs a sign-in: by default a random token in the URL printed at start (kept in a
+cookie afterwards), or --username/--password. --no-auth is for loopback only.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also create a public gradio.live link")
     parser.add_argument("--inbrowser", action="store_true", help="open the page in the browser")
-    parser.add_argument("--username", help="user name required to open the page")
-    parser.add_argument("--password", help="password required to open the page")
+    parser.add_argument("--username", help="sign in with this user name (instead of the token)")
+    parser.add_argument("--password", help="sign in with this password (instead of the token)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="no token and no password (refused with --share or an --listen "
+                             "address beyond this machine)")
     parser.add_argument("--root", action="append", default=[], metavar="DIR",
-                        help="another folder the page may browse and show files from (repeatable); "
-                             "the working directory always is one")
+                        help="another folder the page may browse, read and write (repeatable); "
+                             "besides it only the outputs and ./datasets folders and the bundled "
+                             "demo and presets are")
     parser.add_argument("--preset", metavar="NAME",
                         help=f"the preset the Train tab starts with (default: {DEMO_PRESET}, the "
                              "bundled demo that trains on any machine in minutes; 'none' for the "
@@ -41,18 +48,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def make_auth(args):
+    from ui.auth import Auth
+
+    if args.password:
+        return Auth(username=args.username, password=args.password, port=args.port)
+    return Auth.with_token(args.port)
+
+
+def refusal(args) -> str | None:
+    """The one-line error for options that do not go together, if any."""
+    if bool(args.username) != bool(args.password):
+        return "--username and --password go together; give both or neither"
+    if args.no_auth and args.password:
+        return "--no-auth and --username/--password contradict each other; give one"
+    if args.no_auth and (args.listen not in LOCAL_ADDRESSES or args.share):
+        where = "--share" if args.share else f"--listen {args.listen}"
+        return (f"{where} with --no-auth would let anyone who reaches the port read your files "
+                "and run code; drop --no-auth (a token is used) or give --username/--password")
+    missing = [root for root in args.root if not os.path.isdir(root)]
+    return f"--root {missing[0]}: not a folder" if missing else None
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
-    if bool(args.username) != bool(args.password):
-        print("error: --username and --password go together; give both or neither", file=sys.stderr)
-        return 2
-    if args.listen not in LOCAL_ADDRESSES and not args.password:
-        print(f"warning: serving on {args.listen} without --username/--password: anyone on the "
-              "network can start training runs and read your files", file=sys.stderr)
-    missing = [root for root in args.root if not os.path.isdir(root)]
-    if missing:
-        print(f"error: --root {missing[0]}: not a folder", file=sys.stderr)
+    problem = refusal(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from ui import build_app
@@ -72,18 +95,24 @@ def main(argv=None) -> int:
               "Preset list, or 'none')", file=sys.stderr)
         return 2
     public_host = socket.gethostname() if args.listen in ("0.0.0.0", "::") else args.listen
-    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(args.listen, public_host),
+    # TensorBoard has no sign-in of its own: it serves this machine only.
+    ctx = AppContext(workspace, Runner(workspace).start(), TensorBoards(),
                      start_preset=start_preset)
     app = build_app(ctx=ctx)
-    auth = (args.username, args.password) if args.username else None
     from ui.app import CSS
+    from ui.serve import launch
 
-    app.queue(default_concurrency_limit=4).launch(
-        server_name=args.listen, server_port=args.port, share=args.share, inbrowser=args.inbrowser,
-        auth=auth, show_error=True, allowed_paths=[str(r) for r in workspace.roots], css=CSS,
-        prevent_thread_lock=True, quiet=True)
-    print(f"GUI ready at http://{public_host}:{args.port}/ in {time.monotonic() - started:.1f} s "
+    auth = None if args.no_auth else make_auth(args)
+    urls = launch(app, workspace, auth, args.listen, args.port, share=args.share, css=CSS)
+    url = urls[0].replace(f"//{args.listen}:", f"//{public_host}:", 1)
+    print(f"GUI ready at {url} in {time.monotonic() - started:.1f} s "
           f"(runs go to {workspace.outputs})", flush=True)
+    if len(urls) > 1:
+        print(f"public link: {urls[1]}", flush=True)
+    if args.inbrowser:
+        import webbrowser
+
+        webbrowser.open(urls[0])
     try:
         while True:
             time.sleep(3600)

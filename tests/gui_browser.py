@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -29,17 +31,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class AppServer:
-    """`python app.py` with its working directory in `home`; start_seconds = start to first page."""
+READY = re.compile(r"GUI ready at (\S+)")
 
-    def __init__(self, home: Path, *extra: str):
+
+class AppServer:
+    """`python app.py` with its working directory in `home`; start_seconds = start to first page.
+
+    `url` is the page's URL as the GUI printed it, with its sign-in token; `base` has none.
+    Unless `test_root=False`, the pytest temporary folder above `home` is a --root, so the tiny
+    models and datasets of the fixtures may be used."""
+
+    def __init__(self, home: Path, *extra: str, test_root: bool = True):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.base = f"http://127.0.0.1:{self.port}/"
+        self.url = self.base
         # Tests start from the plain defaults unless they ask for a preset (the app's own default
         # is the bundled demo).
         self.extra = list(extra) if "--preset" in extra else ["--preset", "none", *extra]
+        if test_root:
+            self.extra += ["--root", str(self.home.parent.parent)]
         self.process: subprocess.Popen | None = None
         self.start_seconds: float | None = None
         self.log_path = self.home.parent / f"gui-{self.port}.log"
@@ -48,6 +60,7 @@ class AppServer:
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                "PYTHONPATH": str(REPO)}
         began = time.monotonic()
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(REPO / "app.py"), "--port", str(self.port), *self.extra],
@@ -55,17 +68,25 @@ class AppServer:
         while time.monotonic() - began < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the GUI exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as response:
-                    if response.status == 200:
-                        self.start_seconds = time.monotonic() - began
-                        return self
-            except OSError:
-                time.sleep(0.1)
+            fresh = self.log_path.read_bytes()[offset:].decode(errors="replace")
+            ready = READY.search(fresh)  # this start's line, not an earlier one's
+            if ready:
+                self.url = ready.group(1)
+                page = urllib.request.Request(self.url, headers={"Accept": "text/html"})
+                with urllib.request.urlopen(page, timeout=10) as response:  # or its login form
+                    assert response.status == 200
+                self.start_seconds = time.monotonic() - began
+                return self
+            time.sleep(0.1)
         raise RuntimeError(f"the GUI did not answer within {timeout} s:\n{self.log()}")
 
+    @property
+    def token(self) -> str | None:
+        query = urllib.parse.urlparse(self.url).query
+        return (urllib.parse.parse_qs(query).get("token") or [None])[0]
+
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.log_path.read_bytes().decode(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, end_trainers: bool = True) -> None:
         if self.process and self.process.poll() is None:

@@ -38,7 +38,7 @@ def main(out: Path) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="gui-shots-"))
     model = factory.build_diffusers("tiny-v1", scratch / "models" / "tiny model")
     photos, reg, prompts = dataset(scratch)
-    server = AppServer(scratch / "home").start()
+    server = AppServer(scratch / "home", "--root", str(scratch), test_root=False).start()
     try:
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

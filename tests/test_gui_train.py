@@ -151,10 +151,14 @@ def test_kohya_ss_config_is_imported_from_a_file(gui, tmp_path):
 
 
 def test_browse_puts_folder_and_file_paths_into_the_form(gui, server):
-    train, _ = make_db_dataset(server.home / "browse me", reg_images=0)
-    prompts = server.home / "browse me" / "prompts.txt"
+    datasets = server.home / "datasets"  # an allowed folder; the working directory is not
+    train, _ = make_db_dataset(datasets / "browse me", reg_images=0)
+    prompts = datasets / "browse me" / "prompts.txt"
     prompts.write_text("a sks dog\n", encoding="utf-8")
     gui.open_accordion("browse")
+    gui.page.locator("#browse-root input[role=combobox]").click()  # (the path holds a quote)
+    gui.page.locator("#browse-root li[role=option]", has_text="datasets").click()
+    gui.page.locator("#browse-entries", has_text="browse me/").wait_for()
     entries = gui.page.locator("#browse-entries")
     entries.get_by_text("browse me/", exact=True).click()
     entries.get_by_text("img/", exact=True).click()

@@ -217,8 +217,16 @@ def test_run_folders_are_proposed_fresh_and_browsing_is_limited(tmp_path):
     assert ws.propose_run_dir("sks dog/x") != first
     second = ws.propose_run_dir("a")
     assert ws.propose_run_dir("a", avoid=(str(second),)) != second  # "New run folder" twice
-    assert ws.allowed(tmp_path / "home" / "a" / "b") and ws.allowed(tmp_path / "extra" / "f.png")
+    assert ws.allowed(ws.outputs / "a" / "b") and ws.allowed(tmp_path / "extra" / "f.png")
+    assert ws.allowed(tmp_path / "home" / "datasets" / "x")
     assert not ws.allowed(tmp_path / "elsewhere") and not ws.allowed(tmp_path / "home-other")
+    # The working directory is not a root (keys, .env), and nothing hidden is one either.
+    assert not ws.allowed(tmp_path / "home" / "a") and not ws.allowed(tmp_path / "home")
+    assert not ws.allowed(tmp_path / "extra" / ".ssh" / "id_rsa")
+    assert not ws.allowed(ws.outputs / ".runs.json")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "link").symlink_to(tmp_path / "elsewhere")
+    assert not ws.allowed(tmp_path / "extra" / "link" / "f.png")  # resolved, then checked
 
 
 def test_loss_chart_draws_raw_and_smoothed_points():
@@ -259,18 +267,21 @@ def test_tool_arguments_keep_awkward_paths_whole():
 def test_folder_browser_stays_inside_the_allowed_folders(tmp_path):
     from ui.browser import FolderBrowser
 
-    ws = Workspace.create(tmp_path / "home")
-    (ws.home / "data" / "5_sks dog").mkdir(parents=True)
-    (ws.home / "data" / "prompts.txt").write_text("x", encoding="utf-8")
+    ws = Workspace.create(tmp_path / "home", roots=[str(tmp_path / "home" / "data")])
+    data = ws.home / "data"
+    (data / "5_sks dog").mkdir(parents=True)
+    (data / "prompts.txt").write_text("x", encoding="utf-8")
+    (data / ".env").write_text("x", encoding="utf-8")
     (tmp_path / "secret").mkdir()
     browser = FolderBrowser(ws)
-    assert browser.entries(ws.home / "data") == [
-        ("5_sks dog/", str(ws.home / "data" / "5_sks dog")), ("prompts.txt", str(ws.home / "data" / "prompts.txt"))]
-    assert browser.enter(ws.home, str(ws.home / "data")) == ws.home / "data"
-    assert browser.enter(ws.home, str(tmp_path / "secret")) is None
-    assert browser.enter(ws.home, str(ws.home / "data" / "prompts.txt")) is None
-    assert browser.parent(ws.home) == ws.home  # not above the root
-    assert browser.parent(ws.home / "data") == ws.home
+    assert browser.entries(data) == [
+        ("5_sks dog/", str(data / "5_sks dog")), ("prompts.txt", str(data / "prompts.txt"))]
+    assert browser.enter(data, str(data / "5_sks dog")) == data / "5_sks dog"
+    assert browser.enter(data, str(tmp_path / "secret")) is None
+    assert browser.enter(data, str(data / "prompts.txt")) is None
+    assert browser.entries(tmp_path / "secret") == [] and browser.entries(ws.home) == []
+    assert browser.parent(data) == data  # not above the root
+    assert browser.parent(data / "5_sks dog") == data
 
 
 def test_app_refuses_half_a_login_and_unknown_roots(tmp_path):
@@ -284,3 +295,20 @@ def test_app_refuses_half_a_login_and_unknown_roots(tmp_path):
     assert result.returncode == 2 and "--username and --password go together" in result.stderr
     result = app("--root", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "nowhere: not a folder" in result.stderr
+
+
+def test_config_paths_must_be_inside_the_roots_but_hub_ids_pass(tmp_path):
+    from trainer.config import Config
+    from ui.paths import config_problems
+
+    ws = Workspace.create(tmp_path / "home", roots=[str(tmp_path / "models")])
+    (tmp_path / "models").mkdir()
+    cfg = Config("db", {"pretrained_model_name_or_path": "runwayml/stable-diffusion-v1-5",
+                        "train_data_dir": str(ws.outputs / "data"),
+                        "output_dir": str(ws.outputs / "run"),
+                        "vae": str(tmp_path / "models" / "vae.safetensors")})
+    assert config_problems(ws, cfg) == []
+    cfg.sample_prompts = str(tmp_path / "home" / ".env")
+    cfg.pretrained_model_name_or_path = "../elsewhere/model.ckpt"
+    assert [p.option for p in config_problems(ws, cfg)] == ["pretrained_model_name_or_path",
+                                                             "sample_prompts"]

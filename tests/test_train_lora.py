@@ -116,3 +116,35 @@ def test_lora_resume_is_exact(tiny_model, dataset, tmp_path):
 
     a, b = tensors(whole / "last.safetensors"), tensors(resumed / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Planted:
+    """Unpickling this creates `marker`: what a doctored state folder could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("victim", ["custom_checkpoint_0.pkl", "random_states_0.pkl"])
+def test_resume_refuses_a_state_folder_with_a_planted_pickle(tiny_model, dataset, tmp_path,
+                                                             victim):
+    import torch
+
+    run = tmp_path / "run"
+    assert run_cli("lora", *lora_args(tiny_model("tiny-v1"), dataset, run, "--max_train_steps=1",
+                                      "--save_state_on_train_end")).returncode == 0
+    state = run / "last-state"
+    marker = tmp_path / "planted-code-ran"
+    data = torch.load(state / victim, weights_only=False)  # our own file, just written
+    data["extra"] = _Planted(marker)
+    torch.save(data, state / victim)
+    out = tmp_path / "resumed"
+    result = run_cli("lora", *lora_args(tiny_model("tiny-v1"), dataset, out, "--max_train_steps=2",
+                                        "--resume", str(state)))
+    assert result.returncode != 0 and not marker.exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and victim in errors[0] and "Traceback" not in result.stderr
+    assert not (out / "last.safetensors").exists()

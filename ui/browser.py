@@ -12,13 +12,17 @@ MAX_ENTRIES = 400
 class FolderBrowser:
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
-        self.roots = [r for r in workspace.roots if r.is_dir()] or [workspace.home]
+        # Every root, existing or not (./datasets appears with the first built dataset);
+        # the first existing one is shown first.
+        self.roots = sorted(workspace.roots, key=lambda r: not r.is_dir())
 
     def allowed(self, path: str | Path) -> bool:
         return self.workspace.allowed(path)
 
     def entries(self, folder: Path) -> list[tuple[str, str]]:
         """(label, path) of a folder's children: folders first (marked with /), then files."""
+        if not self.allowed(folder):
+            return []
         try:
             children = sorted(Path(folder).iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
         except OSError:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from trainer.errors import UserError
 
-from . import dataset_builder, messages
+from . import dataset_builder, messages, paths
 from .context import AppContext
 from .form import Form
 from .formvalues import config_from_widgets
@@ -22,17 +22,23 @@ from .workspace import safe_name
 
 
 def _paths(files, folder: str, ctx: AppContext) -> list[Path]:
-    paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
+    """Uploaded files and a typed folder, each checked (UserError when not allowed)."""
+    chosen = [paths.uploaded(ctx.workspace, f if isinstance(f, str) else f.name, "uploaded file")
+              for f in files or []]
     if folder and folder.strip():
-        paths.append(ctx.workspace.resolve(folder))
-    return paths
+        chosen.append(paths.inside(ctx.workspace, folder, "image folder"))
+    return chosen
 
 
-def _count(paths: list[Path]) -> int:
+def _count(chosen: list[Path]) -> int:
     try:
-        return len(dataset_builder.split_images([p for p in paths if p.exists()])[0])
+        return len(dataset_builder.split_images([p for p in chosen if p.exists()])[0])
     except OSError:
         return 0
+
+
+def _error(err: UserError) -> str:
+    return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message, "error")
 
 
 class BuilderHandlers:
@@ -40,26 +46,29 @@ class BuilderHandlers:
         self.ctx = ctx
 
     def balance(self, files, folder, repeats, reg_files, reg_folder, reg_repeats):
-        images = _count(_paths(files, folder, self.ctx))
-        regs = _count(_paths(reg_files, reg_folder, self.ctx))
+        try:
+            images = _count(_paths(files, folder, self.ctx))
+            regs = _count(_paths(reg_files, reg_folder, self.ctx))
+        except UserError as err:
+            return _error(err), gr.skip()
         result = dataset_builder.balance(images, int(repeats or 1), regs, int(reg_repeats or 1))
         return (f'<div class="msg msg-info" id="balance-text" data-suggested="{result.suggested_repeats}">'
                 f'{result.text}</div>'), result.suggested_repeats
 
     def build(self, files, folder, identifier, cls, repeats, reg_files, reg_folder, reg_repeats, dest):
-        images = _paths(files, folder, self.ctx)
-        regs = _paths(reg_files, reg_folder, self.ctx)
-        target = self.ctx.workspace.resolve(dest) if dest and dest.strip() else \
-            self.ctx.workspace.home / "datasets" / safe_name(f"{identifier} {cls}")
+        workspace = self.ctx.workspace
         try:
+            images = _paths(files, folder, self.ctx)
+            regs = _paths(reg_files, reg_folder, self.ctx)
+            target = paths.inside(workspace, dest, "destination folder") if dest and dest.strip() \
+                else workspace.datasets / safe_name(f"{identifier} {cls}")
             missing = [p for p in images + regs if not p.exists()]
             if missing:
                 raise UserError(f"{missing[0]} does not exist", "pick existing images or folders")
             result = dataset_builder.build(target, images, identifier, cls, int(repeats or 1),
                                            regs, int(reg_repeats or 1))
         except UserError as err:
-            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
-                                 "error"), gr.skip(), gr.skip()
+            return _error(err), gr.skip(), gr.skip()
         items = [f"{result.concept_dir} ({result.copied} files copied)"]
         if result.reg_concept_dir:
             items.append(f"{result.reg_concept_dir} ({result.reg_copied} files copied)")
@@ -96,7 +105,7 @@ def build_folder_builder(ctx: AppContext, form: Form) -> None:
             reg_repeats = gr.Number(label="Regularization repeats", value=1, precision=0,
                                     minimum=1, elem_id="build-reg-repeats")
     dest = gr.Textbox(label="Destination folder", max_lines=1, elem_id="build-dest",
-                      placeholder=f"default: {ctx.workspace.home / 'datasets'}/<identifier>-<class>")
+                      placeholder=f"default: {ctx.workspace.datasets}/<identifier>-<class>")
     balance = gr.HTML(elem_id="build-balance")
     suggested = gr.State(20)
     with gr.Row():
@@ -121,17 +130,17 @@ class PreviewHandlers:
         self.ctx, self.form = ctx, form
 
     def _cfg(self, args):
+        """The form's config; UserError when one of its paths is outside the allowed folders."""
         mode, raw = self.form.values(args)
         cfg, _ = config_from_widgets(mode, raw)
+        paths.check_config(self.ctx.workspace, cfg)
         return cfg
 
     def captions(self, *args):
-        cfg = self._cfg(args)
         try:
-            rows, notes = caption_rows(cfg)
+            rows, notes = caption_rows(self._cfg(args))
         except UserError as err:
-            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
-                                 "error"), [], []
+            return _error(err), [], []
         shown = rows[:MAX_SHOWN]
         gallery = [(thumbnail(row["path"]), caption_label(row)) for row in shown]
         warnings = [f"{Path(r['path']).name}: {r['warning']}" for r in rows if r["warning"]]
@@ -156,22 +165,21 @@ class PreviewHandlers:
         return messages.note(" · ".join(parts), level, [row["warning"]] if row["warning"] else [])
 
     def save(self, path, text, rows, *args):
-        cfg = self._cfg(args)
         if not path:
             return messages.note("Select an image first.", "warning")
         try:
-            target = save_caption(path, text, cfg, [r["path"] for r in rows or []])
+            cfg = self._cfg(args)
+            target = paths.caption_target(self.ctx.workspace, path, cfg.caption_extension)
+            save_caption(path, target, text, [r["path"] for r in rows or []])
         except UserError as err:
-            return messages.note(err.message, "error")
+            return _error(err)
         return messages.note(f"Saved {target.name}; preview the captions again to see it.", "ok")
 
     def buckets(self, *args):
-        cfg = self._cfg(args)
         try:
-            preview, items = bucket_view(cfg)
+            preview, items = bucket_view(self._cfg(args))
         except UserError as err:
-            return messages.note(f"{err.message} ({err.hint})" if err.hint else err.message,
-                                 "error"), []
+            return _error(err), []
         return histogram_html(preview), items
 
 

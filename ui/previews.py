@@ -67,16 +67,12 @@ def caption_label(row: dict) -> str:
     return f"{row['caption']}{count}{flag}"
 
 
-def caption_file(image_path: str | Path, cfg: Config) -> Path:
-    return Path(image_path).with_suffix(cfg.caption_extension or ".caption")
-
-
-def save_caption(image_path: str, text: str, cfg: Config, known_images: list[str]) -> Path:
-    """Write the caption file of one image of the previewed dataset (never any other path)."""
+def save_caption(image_path: str, target: Path, text: str, known_images: list[str]) -> Path:
+    """Write the caption file `target` (checked by the caller) of one image of the previewed
+    dataset (never any other image's)."""
     if image_path not in known_images:
         raise UserError(f"{image_path} is not an image of the previewed dataset",
                         "preview the captions again")
-    target = caption_file(image_path, cfg)
     atomic.write_text(target, text.strip() + "\n")
     return target
 

@@ -14,6 +14,11 @@ STATUS_LABELS = {
 }
 
 
+def _e(value) -> str:
+    """Everything read from a run folder is text, never markup."""
+    return html.escape(str(value))
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -39,9 +44,9 @@ def runs_table(infos: list[RunInfo], queue: list[Path], selected: str | None) ->
                     else f"{state.step}/{total}")
         chosen = ' class="selected"' if selected == str(info.run_dir) else ""
         rows.append(
-            f'<tr{chosen} data-run="{html.escape(info.name)}" data-status="{info.status}">'
+            f'<tr{chosen} data-run="{html.escape(info.name)}" data-status="{_e(info.status)}">'
             f'<td>{html.escape(info.name)}</td><td>{badge(info.status)}</td>'
-            f'<td>{html.escape(str(state.mode or ""))}</td><td>{position}</td>'
+            f'<td>{html.escape(str(state.mode or ""))}</td><td>{_e(position)}</td>'
             f'<td class="path">{html.escape(str(info.run_dir.parent))}</td></tr>')
     return ('<table class="runs-table"><thead><tr><th>run</th><th>status</th><th>mode</th>'
             '<th>step</th><th>in folder</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
@@ -53,11 +58,11 @@ def progress_html(info: RunInfo | None, now: float | None = None) -> str:
     state = info.state
     now = now or time.time()
     percent = state.progress * 100
-    parts = [f"step <b>{state.step}</b> / {state.total_steps or '?'}"]
+    parts = [f"step <b>{_e(state.step)}</b> / {_e(state.total_steps or '?')}"]
     if state.total_steps:
         parts.append(f"{percent:.0f}%")
     if state.epoch:
-        parts.append(f"epoch {state.epoch}")
+        parts.append(f"epoch {_e(state.epoch)}")
     if state.seconds_per_step:
         parts.append(f"{state.seconds_per_step:.2f} s/step")
     if info.status == "running":
@@ -68,10 +73,10 @@ def progress_html(info: RunInfo | None, now: float | None = None) -> str:
     if state.phase and info.status in ("running", "starting"):
         p = state.phase
         phase = (f'<div class="phase">{html.escape(str(p.get("phase", "")))}: '
-                 f'{p.get("done", 0)}/{p.get("total", "?")}</div>')
+                 f'{_e(p.get("done", 0))}/{_e(p.get("total", "?"))}</div>')
     return (
-        f'<div class="run-progress" data-status="{info.status}" data-step="{state.step}" '
-        f'data-total="{state.total_steps or 0}"><div class="title">{badge(info.status)} '
+        f'<div class="run-progress" data-status="{_e(info.status)}" data-step="{_e(state.step)}" '
+        f'data-total="{_e(state.total_steps or 0)}"><div class="title">{badge(info.status)} '
         f'<b>{html.escape(info.name)}</b> <span class="muted">{html.escape(str(info.run_dir))}</span></div>'
         f'<div class="bar"><div class="fill" style="width:{percent:.1f}%"></div></div>'
         f'<div class="numbers">{" · ".join(parts)}</div>{phase}</div>'
@@ -91,7 +96,7 @@ def messages_html(info: RunInfo | None) -> str:
         blocks.append(f'<div class="run-warning">warning: {html.escape(warning)}</div>')
     saves = info.state.saves
     if saves:
-        items = "".join(f'<li>step {s.get("step")}: {html.escape(str(s.get("what")))} '
+        items = "".join(f'<li>step {_e(s.get("step"))}: {html.escape(str(s.get("what")))} '
                         f'<code>{html.escape(str(s.get("path")))}</code></li>' for s in saves[-8:])
         blocks.append(f'<div class="run-saves"><b>Saved</b><ul>{items}</ul></div>')
     return "".join(blocks)
@@ -106,7 +111,8 @@ def gallery_items(info: RunInfo | None, limit: int = 48) -> list[tuple[str, str]
         path = Path(str(sample.get("path", "")))
         if not path.is_absolute():
             path = info.run_dir / path
-        if path.is_file():
+        # events.jsonl is a file anyone may edit: show only pictures of the run's own folder
+        if path.resolve().is_relative_to(info.run_dir.resolve()) and path.is_file():
             items.append((str(path), f'step {sample.get("step")}: {sample.get("prompt", "")}'))
     return items
 

@@ -16,7 +16,9 @@ from trainer.config import load_config
 from trainer.runs import LOG_FILE, stop_requested
 from trainer.train.checkpoints import latest_state
 
-from . import messages
+from trainer.errors import UserError
+
+from . import messages, paths
 from .chart import loss_chart
 from .context import AppContext
 from .run_view import gallery_items, messages_html, progress_html, runs_table
@@ -135,10 +137,15 @@ class RunsHandlers:
                     result.append((image.copy(), caption))
         return result
 
+    def _known(self, selected: str | None) -> Path | None:
+        """A run folder this GUI knows, never any other path a caller sends."""
+        known = {str(d): Path(d) for d in self.ctx.runner.run_dirs()}
+        return known.get(str(selected)) if selected else None
+
     def stop(self, selected: str | None):
-        if not selected:
+        run_dir = self._known(selected)
+        if run_dir is None:
             return messages.note("Select a run first.", "warning")
-        run_dir = Path(selected)
         info = self.ctx.runner.info(run_dir)
         if info.status not in ("running", "starting"):
             return messages.note(f"{run_dir.name} is not running ({info.status}).", "warning")
@@ -150,9 +157,15 @@ class RunsHandlers:
                              "and model first.", "ok")
 
     def resume(self, selected: str | None):
-        if not selected:
+        run_dir = self._known(selected)
+        if run_dir is None:
             return messages.note("Select a run first.", "warning")
-        run_dir = Path(selected)
+        try:  # its config.toml may have been edited since it was started
+            paths.check_config(self.ctx.workspace, load_config(run_dir / "config.toml"))
+        except UserError as err:
+            return messages.note(err.message, "error")
+        except Exception as err:
+            return messages.note(f"{run_dir.name}: its config.toml cannot be read ({err})", "error")
         state = latest_state(run_dir)
         if state is None:
             return messages.note(f"{run_dir.name} has no saved state to resume from (turn on "
@@ -161,22 +174,24 @@ class RunsHandlers:
         return messages.note(f"Resuming {run_dir.name} from {state.name}.", "ok")
 
     def move(self, selected: str | None, delta: int):
-        if selected:
-            self.ctx.runner.move(Path(selected), delta)
+        if self._known(selected):
+            self.ctx.runner.move(self._known(selected), delta)
         return messages.note("Queue order changed.", "info")
 
     def remove(self, selected: str | None):
-        if selected and self.ctx.runner.remove(Path(selected)):
+        if self._known(selected) and self.ctx.runner.remove(self._known(selected)):
             return messages.note(f"Removed {Path(selected).name} from the queue (its folder is kept).", "ok"), None
         return messages.note("Only queued runs can be removed.", "warning"), gr.skip()
 
     def tensorboard(self, selected: str | None):
-        if not selected:
+        run_dir = self._known(selected)
+        if run_dir is None:
             return messages.note("Select a run first.", "warning")
-        run_dir = Path(selected)
         try:
             logging_dir = load_config(run_dir / "config.toml").logging_dir
         except Exception:
+            logging_dir = None
+        if logging_dir and not self.ctx.workspace.allowed(logging_dir):
             logging_dir = None
         if not logging_dir or not Path(logging_dir).exists():
             return messages.note("This run has no TensorBoard logs (its logging_dir is unset or "

@@ -54,21 +54,26 @@ def convert_argv(src, dst, save_model_as=None, save_precision=None, v2=False,
             *_options(save_model_as, save_precision, v2, v_parameterization, overwrite)]
 
 
-def parse_loras(text: str) -> list[str]:
-    """Lines 'path' or 'path : weight' -> FILE[:WEIGHT] arguments (paths may hold spaces)."""
-    loras = []
+def lora_lines(text: str) -> list[tuple[str, float | None]]:
+    """Lines 'path' or 'path : weight' -> (path, weight or None) (paths may hold spaces)."""
+    pairs = []
     for line in (text or "").splitlines():
         line = line.strip().strip('"')
         if not line:
             continue
         path, sep, weight = line.rpartition(":")
         if sep and weight.strip() and _is_number(weight) and path.strip():
-            loras.append(f"{path.strip().strip(chr(34))}:{float(weight):g}")
+            pairs.append((path.strip().strip(chr(34)), float(weight)))
         else:
-            loras.append(line)
-    if not loras:
+            pairs.append((line, None))
+    if not pairs:
         raise UserError("no LoRA file given", "one LoRA file per line, optionally ': weight'")
-    return loras
+    return pairs
+
+
+def parse_loras(text: str) -> list[str]:
+    """Lines 'path' or 'path : weight' -> FILE[:WEIGHT] arguments."""
+    return [path if weight is None else f"{path}:{weight:g}" for path, weight in lora_lines(text)]
 
 
 def _is_number(text: str) -> bool:

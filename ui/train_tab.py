@@ -8,8 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from trainer.config import OPTIONS, Config, errors
+from trainer.errors import UserError
 
-from . import messages
+from . import messages, paths
 from .browser import FolderBrowser
 from .context import AppContext
 from .estimate import estimate_line
@@ -31,11 +32,11 @@ class TrainTab:
     handlers: "TrainHandlers"
 
 
-def run_name(cfg: Config) -> str:
+def run_name(cfg: Config, workspace=None) -> str:
     """A readable name for a proposed run folder: output_name, else the first concept."""
     if cfg.output_name:
         return cfg.output_name
-    if cfg.train_data_dir:
+    if cfg.train_data_dir and (workspace is None or workspace.allowed(cfg.train_data_dir)):
         folder = Path(cfg.train_data_dir)
         concepts = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
         if concepts and "_" in concepts[0]:
@@ -56,7 +57,7 @@ def absolute_paths(ctx: AppContext, cfg: Config) -> None:
 
 def _proposal_updates(ctx: AppContext, cfg: Config) -> tuple[str, str]:
     current = str(ctx.workspace.resolve(cfg.output_dir)) if cfg.output_dir else ""
-    run_dir = ctx.workspace.propose_run_dir(run_name(cfg), avoid=(current,))
+    run_dir = ctx.workspace.propose_run_dir(run_name(cfg, ctx.workspace), avoid=(current,))
     return str(run_dir), str(run_dir / "logs")
 
 
@@ -82,10 +83,19 @@ class TrainHandlers:
                 touched.add(option.name)
         return self.form.show(cfg, only=touched)
 
+    def _checked(self, args):
+        """The form's config and its problems, paths outside the allowed folders first (and
+        then not opened at all)."""
+        mode, raw = self.form.values(args)
+        cfg, _ = config_from_widgets(mode, raw)
+        outside = paths.config_problems(self.ctx.workspace, cfg)
+        if outside:
+            return cfg, outside
+        return check(mode, raw)
+
     def check(self, *args):
         """The problems at once; then, for a usable config, the peak-memory estimate."""
-        mode, raw = self.form.values(args)
-        cfg, problems = check(mode, raw)
+        cfg, problems = self._checked(args)
         text = messages.problems_html(problems, "No problems found: ready to start.")
         yield text
         if errors(problems) or not cfg.pretrained_model_name_or_path:
@@ -116,9 +126,8 @@ class TrainHandlers:
 
     def start(self, *args):
         """Validate, write the run's config.toml, queue it; returns updates for start_outputs."""
-        mode, raw = self.form.values(args)
         skip = (gr.skip(),) * 4
-        cfg, problems = check(mode, raw)
+        cfg, problems = self._checked(args)
         bad = errors(problems)
         if bad:
             return (messages.problems_html(problems), *skip)
@@ -181,7 +190,12 @@ class PresetHandlers:
     def upload(self, file, *args):
         if not file:
             return [gr.skip()] * (1 + len(self.form.outputs))
-        return self._apply(file if isinstance(file, str) else file.name, args)
+        try:
+            path = paths.uploaded(self.ctx.workspace, file if isinstance(file, str) else file.name,
+                                  "config file")
+        except UserError as err:
+            return [messages.note(err.message, "error"), *[gr.skip()] * len(self.form.outputs)]
+        return self._apply(path, args)
 
     def _form_config(self, args) -> tuple[Config | None, str | None]:
         mode, raw = self.form.values(args)

@@ -12,7 +12,7 @@ import gradio as gr
 
 from trainer.errors import UserError
 
-from . import messages, tools
+from . import messages, paths, tools
 from .context import AppContext
 
 PRECISION_CHOICES = [tools.DEFAULT, *tools.PRECISIONS]
@@ -49,6 +49,38 @@ def _runner(ctx: AppContext, make_argv):
     return run
 
 
+class CheckedTools:
+    """The tools' argument lists with every path checked against the allowed folders first
+    (and passed on resolved, so no path can pass for an option)."""
+
+    def __init__(self, ctx: AppContext):
+        self.workspace = ctx.workspace
+
+    def _in(self, value, what: str) -> str:
+        return str(paths.inside(self.workspace, value, what)) if value and str(value).strip() \
+            else value
+
+    def convert(self, src, dst, *rest):
+        return tools.convert_argv(self._in(src, "source model"), self._in(dst, "destination"),
+                                  *rest)
+
+    def merge(self, base, loras_text, out, *rest):
+        tools.merge_argv(base, loras_text, out, *rest)  # what is missing, in the form's order
+        lines = []
+        for path, weight in tools.lora_lines(loras_text):
+            checked = self._in(path, "LoRA file")
+            lines.append(checked if weight is None else f"{checked}:{weight:g}")
+        return tools.merge_argv(self._in(base, "base model"), "\n".join(lines),
+                                self._in(out, "output path"), *rest)
+
+    def info(self, file, layers=False):
+        return tools.info_argv(self._in(file, "LoRA file"), layers)
+
+    def resize(self, file, new_dim, out=None, *rest):
+        return tools.resize_argv(self._in(file, "LoRA file"), new_dim, self._in(out, "output file"),
+                                 *rest)
+
+
 def _output_box(prefix: str):
     status = gr.HTML(elem_id=f"{prefix}-status")
     output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
@@ -71,6 +103,7 @@ def _common(prefix: str):
 
 
 def build(ctx: AppContext) -> None:
+    checked = CheckedTools(ctx)
     with gr.Tabs(elem_id="utilities-tabs"):
         with gr.Tab("Convert model", id="convert"):
             gr.Markdown("Between `.safetensors` / `.ckpt` single files and diffusers folders, "
@@ -82,7 +115,7 @@ def build(ctx: AppContext) -> None:
             common = _common("convert")
             run = gr.Button("Convert", variant="primary", elem_id="convert-run")
             status, output = _output_box("convert")
-            run.click(_runner(ctx, tools.convert_argv), [src, dst, *common], [status, output])
+            run.click(_runner(ctx, checked.convert), [src, dst, *common], [status, output])
         with gr.Tab("Merge LoRA", id="merge"):
             gr.Markdown("Bake one or more LoRA files into a base model. One LoRA per line, "
                         "optionally followed by `: weight` (default 1).")
@@ -93,13 +126,13 @@ def build(ctx: AppContext) -> None:
             common = _common("merge")
             run = gr.Button("Merge", variant="primary", elem_id="merge-run")
             status, output = _output_box("merge")
-            run.click(_runner(ctx, tools.merge_argv), [base, loras, out, *common], [status, output])
+            run.click(_runner(ctx, checked.merge), [base, loras, out, *common], [status, output])
         with gr.Tab("Inspect LoRA", id="info"):
             file = gr.Textbox(label="LoRA file", max_lines=1, elem_id="info-file")
             layers = gr.Checkbox(label="list every layer", elem_id="info-layers")
             run = gr.Button("Inspect", variant="primary", elem_id="info-run")
             status, output = _output_box("info")
-            run.click(_runner(ctx, tools.info_argv), [file, layers], [status, output])
+            run.click(_runner(ctx, checked.info), [file, layers], [status, output])
         with gr.Tab("Resize LoRA", id="resize"):
             gr.Markdown("Reduce a LoRA's rank (SVD): a smaller file that keeps most of the effect.")
             with gr.Row():
@@ -113,5 +146,5 @@ def build(ctx: AppContext) -> None:
                 overwrite = gr.Checkbox(label="overwrite", elem_id="resize-overwrite")
             run = gr.Button("Resize", variant="primary", elem_id="resize-run")
             status, output = _output_box("resize")
-            run.click(_runner(ctx, tools.resize_argv), [file, new_dim, out, precision, overwrite],
+            run.click(_runner(ctx, checked.resize), [file, new_dim, out, precision, overwrite],
                       [status, output])

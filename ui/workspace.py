@@ -15,12 +15,15 @@ DEMO_ASSETS = REPO / "trainer" / "demo" / "assets"  # the built-in demo preset's
 
 @dataclass
 class Workspace:
-    """home: the working directory; outputs: where new runs go; roots: browsable folders."""
+    """home: the working directory; outputs: where new runs go; roots: the only folders the page
+    may read, list, preview or write (outputs, datasets, --root folders, the bundled demo and
+    presets). The working directory itself is not one: it may hold keys and secrets."""
 
     home: Path
     outputs: Path
     user_presets: Path
     roots: list[Path] = field(default_factory=list)
+    datasets: Path | None = None  # where the folder builder puts new datasets
 
     @classmethod
     def create(cls, home: str | os.PathLike | None = None, outputs: str | None = None,
@@ -28,20 +31,19 @@ class Workspace:
         home_path = Path(home or os.getcwd()).resolve()
         out = _under(home_path, outputs or "outputs")
         presets = _under(home_path, user_presets or "user_presets")
-        allowed = [home_path, out, *(_under(home_path, r) for r in roots or []), DEMO_ASSETS]
-        unique = []
-        for root in allowed:
-            if root not in unique and not any(_inside(root, kept) for kept in unique):
-                unique.append(root)
-        return cls(home_path, out, presets, unique)
+        datasets = home_path / "datasets"
+        allowed = [out, datasets, *(_under(home_path, r) for r in roots or []), DEMO_ASSETS,
+                   BUILTIN_PRESETS]
+        unique = list(dict.fromkeys(allowed))  # nested ones stay: each is a browser entry point
+        return cls(home_path, out, presets, unique, datasets)
 
     def resolve(self, text: str) -> Path:
         """A path typed by the user: relative ones are relative to the working directory."""
         return _under(self.home, text.strip())
 
     def allowed(self, path: str | os.PathLike) -> bool:
-        resolved = Path(path).resolve()
-        return any(_inside(resolved, root) for root in self.roots)
+        """Inside a root once symlinks are resolved, and no dotfile or dot-folder below it."""
+        return allowed_in(path, self.roots)
 
     def propose_run_dir(self, name: str | None, now: datetime | None = None,
                         avoid: tuple[str, ...] = ()) -> Path:
@@ -67,5 +69,14 @@ def _under(base: Path, text: str | os.PathLike) -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def allowed_in(path: str | os.PathLike, roots: list[Path]) -> bool:
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        return False
+    for root in roots:
+        if resolved.is_relative_to(root):
+            below = resolved.relative_to(root).parts
+            if not any(part.startswith(".") for part in below):
+                return True
+    return False

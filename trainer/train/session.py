@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..runs import CONFIG_FILE, EVENTS_FILE
 from .checkpoints import MODEL_EXTENSIONS, Naming, read_training_state
 from .reporting import Reporter
+from .state_check import check_state_folder
 from .stopping import StopFlag
 
 
@@ -66,6 +67,9 @@ class Session:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         quiet_libraries()
+        if self.cfg.resume:  # refused before anything is loaded or written
+            read_training_state(self.cfg.resume)
+            check_state_folder(self.cfg.resume)
         self._setup_accelerator()
         self._setup_run_folder()
         self._setup_dataset()
@@ -208,7 +212,7 @@ class Session:
             self.reporter.warning(
                 f"the state was saved with a global batch of {state['global_batch']}, this run "
                 f"has {self.global_batch}; the data order will not continue exactly")
-        self.accelerator.load_state(self.cfg.resume)
+        self.accelerator.load_state(self.cfg.resume, load_kwargs={"weights_only": True})
         self.position = Position(state["step"], state["epoch"], state["batch"])
         self.target.on_step(self.position.step)
         self.reporter.info(f"resumed from {self.cfg.resume} at step {self.position.step}")
