@@ -97,7 +97,7 @@ def preset_values(name: str, scale: Scale, workdir: Path) -> tuple[str, dict]:
                   max_train_epochs=None, seed=0)
     if scale.dry:
         # bf16/fp16 matrix work is emulated on most CPUs and slow: the dry run checks the paths.
-        values["mixed_precision"] = "no"
+        values.update(mixed_precision="no", full_fp16=False)
         if values.get("enable_bucket"):
             values.update(min_bucket_reso=resolution, max_bucket_reso=2 * resolution)
     if mode == "db" and values.get("prior_loss_weight"):
