@@ -259,7 +259,9 @@ def test_gui_check_shows_the_estimate_after_the_problems(tiny_model, tmp_path):
     from ui.runner import Runner
     from ui.workspace import Workspace
 
-    workspace = Workspace.create(tmp_path)
+    model = tiny_model("tiny-v1")
+    # the GUI opens only what lies in its allowed folders
+    workspace = Workspace.create(tmp_path, roots=[str(tmp_path), str(model.parent)])
     ctx = AppContext(workspace, Runner(workspace))
     with gr.Blocks():
         tab = train_tab.build(ctx)
