@@ -63,7 +63,7 @@ def check_bench(scale, workdir: Path) -> list[dict]:
 
     rows = []
     resolution = scale.resolution(512)
-    for mode, batch in BENCHES:
+    for mode, batch in BENCHES[::2] if scale.dry else BENCHES:  # dry: batch 1 only
         args = _parser().parse_args([
             "--mode", mode, "--model", scale.model_spec(False, False), "--batch", str(batch),
             "--resolution", str(resolution), "--steps", str(scale.bench_steps),
