@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _resolve(COMMANDS[command][1])(rest)
     except (ConfigError, UserError) as err:
-        report_error(str(err))
+        if not getattr(err, "reported", False):
+            report_error(str(err))
         return 2
     except KeyboardInterrupt:
         report_error("interrupted")

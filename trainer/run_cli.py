@@ -44,6 +44,20 @@ def _estimate_line(cfg) -> None:
         print(f"estimated peak GPU memory: unknown ({err.message})", flush=True)
 
 
+def _check_dataset_early(cfg) -> None:
+    """An unusable dataset is reported before the heavy imports (tens of seconds) start.
+    The training session indexes again and reports its warnings itself."""
+    from .data import DatasetError, build_dataset
+
+    found: list[str] = []
+    try:
+        build_dataset(cfg, warn=found.append)
+    except DatasetError:
+        for message in found:
+            print(f"warning: {message}", file=sys.stderr)
+        raise
+
+
 def run(mode: str, argv: list[str]) -> int:
     cfg, output_config = parse_args(mode, argv)
     problems = _needed(cfg, validate(cfg))
@@ -66,6 +80,7 @@ def run(mode: str, argv: list[str]) -> int:
         if cfg.pretrained_model_name_or_path:
             _estimate_line(cfg)
         return run_debug_dataset(cfg)
+    _check_dataset_early(cfg)
     from .launch import needs_launch, relaunch
 
     if needs_launch(cfg):

@@ -34,7 +34,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
     """Parse a .json or .toml file into a flat dict, with one-line errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(None, f"config file not found: {path}")
+        raise ConfigError(None, f"options file {path} does not exist; give a .toml or .json file")
     text = path.read_bytes()
     try:
         if path.suffix.lower() == ".toml":

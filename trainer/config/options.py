@@ -140,7 +140,7 @@ OPTIONS: list[Option] = [
            "(effective batch = train_batch_size × N × GPUs).", minimum=1),
         _o("seed", int, None,
            "Random seed. Unset: a random one is chosen and recorded in config.toml.",
-           minimum=0),
+           minimum=0, maximum=2 ** 63 - 1),  # the largest whole number TOML can hold
         _o("stop_text_encoder_training", int, None,
            "Freeze the text encoder after this many steps; 0 or -1 trains the U-Net only.",
            modes=DB),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .schema import Config
-from .values import ConfigError, parse_key_values
+from .values import ConfigError, is_finite_value, literal, parse_key_values
 
 MODEL_SUFFIXES = (".ckpt", ".safetensors", ".bin", ".pt", ".pth", ".yaml")
 # network_args keys the LoRA network understands, with their types.
@@ -155,9 +155,13 @@ def _optimizer(cfg: Config):
         yield Problem("use_8bit_adam", f"conflicts with optimizer_type={cfg.optimizer_type}; "
                       "keep only one of them")
     try:
-        parse_key_values(cfg.optimizer_args, "optimizer_args")
+        extras = parse_key_values(cfg.optimizer_args, "optimizer_args")
     except ConfigError as err:
         yield Problem("optimizer_args", err.message)
+        extras = {}
+    for key, value in extras.items():
+        if not is_finite_value(literal(value)):
+            yield Problem("optimizer_args", f"{key}={value} is not a finite number")
     if cfg.lr_warmup_steps and cfg.lr_scheduler == "constant":
         yield Problem("lr_warmup_steps", "has no effect with lr_scheduler=constant; use "
                       "constant_with_warmup", "warning")
@@ -193,6 +197,9 @@ def _network(cfg: Config):
             number = cast(value)
         except ValueError:
             yield Problem("network_args", f"{key}={value!r} is not a number")
+            continue
+        if not is_finite_value(number):
+            yield Problem("network_args", f"{key}={value} is not a finite number")
             continue
         if key.endswith("_dropout") and not 0 <= number < 1:
             yield Problem("network_args", f"{key}={value} must be at least 0 and below 1")
@@ -240,5 +247,23 @@ def _check_paths(cfg: Config):
         value = cfg.get(name)
         if value and looks_like_path(value) and not Path(value).expanduser().exists():
             yield Problem(name, f"{value} does not exist (not a file, folder or hub id)")
-    if cfg.output_dir and Path(cfg.output_dir).expanduser().is_file():
-        yield Problem("output_dir", f"{cfg.output_dir} is a file; give a folder")
+    if cfg.output_dir:
+        problem = output_dir_problem(Path(cfg.output_dir).expanduser())
+        if problem:
+            yield Problem("output_dir", problem)
+
+
+def output_dir_problem(folder: Path) -> str | None:
+    """Why models could not be written into `folder` (which may not exist yet), or None."""
+    if folder.is_file():
+        return f"{folder} is a file; give a folder"
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != folder and not existing.is_dir():
+        return f"{folder} cannot be created: {existing} is a file; give another folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable; give a folder you can write to"
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import math
 import shlex
 from typing import Any
 
@@ -54,9 +56,13 @@ def _parse_float(raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValueError(f"{raw!r} is not a number")
     try:
-        return float(raw.strip() if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
+        number = float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{raw!r} is not a number") from None
+    # NaN passes every range check and inf overflows later; neither is ever meant.
+    if not math.isfinite(number):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return number
 
 
 def _parse_list(raw: Any) -> list[str]:
@@ -133,3 +139,25 @@ def parse_key_values(items: list[str], option_name: str) -> dict[str, str]:
             raise ConfigError(option_name, f"{item!r} is not key=value (e.g. weight_decay=0.01)")
         result[key.strip()] = value.strip()
     return result
+
+
+def literal(text: str):
+    """'0.01' -> 0.01, '0.9,0.99' -> (0.9, 0.99), 'True' -> True, other text stays text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def is_finite_value(value) -> bool:
+    """False for NaN or infinity, also spelled as text or inside a tuple."""
+    if isinstance(value, (tuple, list)):
+        return all(is_finite_value(item) for item in value)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True

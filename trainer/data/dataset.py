@@ -65,8 +65,11 @@ def build_dataset(cfg, warn: Callable[[str], None] = print) -> "Dataset":
     wanted_reg = any(s.is_reg for s in subsets)
     subsets, items = index_subsets(subsets, [Bucketer(s) for s in sizings], note)
     if not any(not subsets[item.subset].is_reg for item in items):
-        source = cfg.dataset_config or cfg.train_data_dir
-        raise DatasetError(f"no usable training images in {source}",
+        if cfg.dataset_config:
+            raise DatasetError(f"no usable training images in {cfg.dataset_config}",
+                               "see the problems listed above; each subset's image_dir must be "
+                               "a folder of png, jpg, webp or bmp files")
+        raise DatasetError(f"no usable training images in {cfg.train_data_dir}",
                            "see the problems listed above; image folders are named "
                            "'<repeats>_<identifier> <class>' and hold png, jpg, webp or bmp files")
     if wanted_reg and not any(s.is_reg for s in subsets):

@@ -44,9 +44,19 @@ def _torch_load(path: Path, mmap: bool):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip (new format) or a pickle that opens with the PROTO opcode."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _read_pickle(path: Path) -> dict:
     import pickle
 
+    if not _looks_like_torch_file(path):
+        raise UserError(f"{path} is not a checkpoint (neither a zip nor a pickle file)",
+                        "give a .safetensors or .ckpt model file")
     try:
         try:
             data = _torch_load(path, mmap=True)

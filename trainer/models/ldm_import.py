@@ -23,7 +23,15 @@ def _materialize(cls, config, state_dict: dict, what: str, source: str):
 
     with init_empty_weights():
         model = cls(**config) if isinstance(config, dict) else cls(config)
-    result = model.load_state_dict(_float32(state_dict), strict=False, assign=True)
+    try:
+        result = model.load_state_dict(_float32(state_dict), strict=False, assign=True)
+    except RuntimeError as err:  # a tensor of another shape than the config says
+        mismatch = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line),
+                        str(err).splitlines()[0])
+        raise UserError(f"the {what} weights of {source} do not fit the architecture described by "
+                        f"its config ({mismatch})",
+                        "fix the .yaml beside the model, or remove it to detect the architecture"
+                        ) from None
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing or result.unexpected_keys:
         sample = (missing or result.unexpected_keys)[0]

@@ -100,11 +100,25 @@ def _check_v2(v2_flag: bool | None, detected: bool, source: str) -> None:
                         "but --v2 was given", "remove --v2 (the version is read from the weights)")
 
 
+_UNET_INPUTS = {9: "an inpainting model", 8: "an instruct-pix2pix model", 5: "a depth-to-image model"}
+
+
+def refuse_other_unet(in_channels: int, source: str) -> None:
+    """Only text-to-image U-Nets (4 latent channels in) train here; others would fail mid-step."""
+    if in_channels != 4:
+        kind = _UNET_INPUTS.get(in_channels, "not a text-to-image model")
+        raise UserError(f"{source} is {kind} (its U-Net takes {in_channels} input channels, not 4)",
+                        "use the model's plain text-to-image version")
+
+
 def describe_single(path: Path, state: dict, v2_flag, v_flag) -> tuple[dict, bool, bool, bool]:
     """(LDM config, whether it came from a .yaml, v2, v_parameterization) of a single file."""
     detected_v2 = is_v2_text(state)
     if detected_v2 is None:
         raise UserError(f"{path} has no text encoder (cond_stage_model.*)", MODEL_HINT)
+    conv_in = state.get("model.diffusion_model.input_blocks.0.0.weight")
+    if conv_in is not None and conv_in.ndim == 4:
+        refuse_other_unet(conv_in.shape[1], str(path))
     yaml_file = yaml_path_for(path)
     from_file = yaml_file.is_file()
     config = read_yaml(yaml_file) if from_file else _embedded_config(path)
@@ -182,6 +196,7 @@ def _load_diffusers(folder: Path, source: str, v2_flag, v_flag, tokenizer_spec) 
         raise UserError(f"folder {folder} is not a diffusers model (no model_index.json)",
                         MODEL_HINT)
     unet = _part(UNet2DConditionModel, folder, "unet")
+    refuse_other_unet(unet.config.in_channels, source)
     text_encoder = _part(CLIPTextModel, folder, "text_encoder")
     detected_v2 = text_encoder.config.hidden_act == "gelu" or unet.config.cross_attention_dim == 1024
     _check_v2(v2_flag, detected_v2, source)

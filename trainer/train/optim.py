@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-
-from ..config.values import parse_key_values
+from ..config.values import literal, parse_key_values
 from ..errors import UserError
-
-def _literal(text: str):
-    """'0.01' -> 0.01, '0.9,0.99' -> (0.9, 0.99), 'True' -> True, other text stays text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def optimizer_kwargs(items: list[str]) -> dict:
-    return {key: _literal(value) for key, value in parse_key_values(items, "optimizer_args").items()}
+    return {key: literal(value) for key, value in parse_key_values(items, "optimizer_args").items()}
 
 
 def _bnb(name: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import Config
 from ..config.files import save_config
 from ..errors import UserError
-from ..runs import CONFIG_FILE, EVENTS_FILE
+from ..runs import CONFIG_FILE, EVENTS_FILE, LOG_FILE
 from .checkpoints import MODEL_EXTENSIONS, Naming, read_training_state
 from .reporting import Reporter
 from .state_check import check_state_folder
@@ -104,7 +104,11 @@ class Session:
         torch.manual_seed(self.cfg.seed)
 
     def _setup_run_folder(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"--output_dir: cannot create {self.run_dir}: {err.strerror}",
+                            "give a folder you can write to") from None
         events = self.run_dir / EVENTS_FILE
         if self.is_main and events.exists() and not self.cfg.resume:
             # A fresh run in a used folder: keep the old history beside it, never delete it.
@@ -241,6 +245,11 @@ def _lost_peer(session, err: BaseException) -> bool:
     return any(word in text for word in ("gloo", "nccl", "connection", "distbackend", "peer"))
 
 
+def _where_to_look(run_dir: Path) -> str:
+    log = run_dir / LOG_FILE  # written only when the GUI started the run
+    return f"see {log}" if log.is_file() else "the traceback below says where it happened"
+
+
 def run(cfg: Config) -> int:
     from .loop import train_loop
 
@@ -252,6 +261,7 @@ def run(cfg: Config) -> int:
         if session.reporter:
             session.reporter.error(err.message, err.hint)
             session.reporter.end("failed", session.position.step)
+            err.reported = True  # printed once: the command line does not repeat it
         raise
     except TrainingDiverged as err:
         session.reporter.error(str(err), "with fp16 try mixed_precision=bf16 or no_half_vae; "
@@ -267,7 +277,7 @@ def run(cfg: Config) -> int:
             message = f"unexpected {type(err).__name__}: {err}"
             if _lost_peer(session, err):
                 message = "another training process stopped unexpectedly"
-            session.reporter.error(message, f"see {session.run_dir / 'trainer.log'}")
+            session.reporter.error(message, _where_to_look(session.run_dir))
             session.reporter.end("failed", session.position.step)
         raise
     finally:
