@@ -232,3 +232,36 @@ def test_text_from_run_folders_is_escaped(tmp_path):
     info = RunInfo(run_dir, "failed", state, error={"message": evil, "hint": evil})
     page = runs_table([info], [], None) + progress_html(info) + messages_html(info)
     assert "<img" not in page and "&lt;img" in page
+
+
+def test_password_guessing_is_locked_out_for_a_while():
+    from ui.throttle import SignInThrottle
+
+    now = [0.0]
+    throttle = SignInThrottle(limit=3, window=60, lockout=30, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("10.0.0.7")
+    assert throttle.wait_seconds("10.0.0.7") == 0
+    throttle.failed("10.0.0.7")
+    assert throttle.wait_seconds("10.0.0.7") == 30
+    assert throttle.wait_seconds("10.0.0.8") == 0  # other addresses go on
+    now[0] = 29.5
+    assert throttle.wait_seconds("10.0.0.7") == 1
+    now[0] = 30.0
+    assert throttle.wait_seconds("10.0.0.7") == 0
+
+
+# Kept last in this file: it locks this machine's address out of password_server.
+def test_many_wrong_passwords_lock_the_sign_in_form(password_server):
+    login = password_server.base + "login"
+    wrong = urllib.parse.urlencode({"username": "ann", "password": "guess"}).encode()
+    statuses = []
+    while 429 not in statuses and len(statuses) < 7:
+        statuses.append(request(login, data=wrong)[0])
+    # Five failures in a minute lock the form (earlier tests may have spent some of them).
+    assert statuses[-1] == 429 and set(statuses[:-1]) <= {401} and len(statuses) <= 6
+    right = urllib.parse.urlencode({"username": "ann", "password": "s3cret pw"}).encode()
+    status, headers, body = request(login, data=right)
+    assert status == 429 and "Set-Cookie" not in headers
+    assert 0 < int(headers["Retry-After"]) <= 60
+    assert b"Too many failed sign-ins" in body

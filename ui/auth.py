@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote
 
+from .throttle import SignInThrottle
+
 LOGIN_PATH = "/login"
 # gradio's launch() calls this once, without credentials, to start its queue.
 STARTUP_PATH = "/gradio_api/startup-events"
@@ -75,6 +77,7 @@ class Gate:
     def __init__(self, app, auth: Auth):
         self.app, self.auth = app, auth
         self.started = False
+        self.throttle = SignInThrottle()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -116,12 +119,21 @@ class Gate:
     async def _login(self, scope, receive, send):
         failed = False
         if scope.get("method") == "POST":
+            client = (scope.get("client") or ("unknown",))[0]
             form = parse_qs((await _body(receive)).decode("utf-8", "replace"))
+            wait = self.throttle.wait_seconds(client)
+            if wait:
+                page = login_page(False, wait=wait).encode()
+                await _respond(send, 429, page, [(b"content-type", b"text/html; charset=utf-8"),
+                                                 (b"retry-after", str(wait).encode())])
+                return
             username = (form.get("username") or [""])[0]
             password = (form.get("password") or [""])[0]
             if self.auth.check_login(username, password):
+                self.throttle.succeeded(client)
                 await _respond(send, 303, b"", [(b"location", b"/"), self.auth.cookie_header()])
                 return
+            self.throttle.failed(client)
             failed = True
         page = login_page(failed).encode()
         await _respond(send, 401 if failed else 200, page,
@@ -145,8 +157,10 @@ async def _respond(send, status: int, body: bytes, headers: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": body})
 
 
-def login_page(failed: bool) -> str:
+def login_page(failed: bool, wait: int = 0) -> str:
     note = '<p class="err">Wrong user name or password.</p>' if failed else ""
+    if wait:
+        note = (f'<p class="err">Too many failed sign-ins. Try again in {wait} seconds.</p>')
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Sign in</title>"
             f"<style>body{{font-family:sans-serif;max-width:22em;margin:4em auto}}"
             f"input{{display:block;width:100%;margin:.3em 0 1em}}.err{{color:#b91c1c}}</style>"
