@@ -274,6 +274,15 @@ CASES = [
     Case("lora-resize-rank-zero", lambda w: ["lora-resize", w.not_lora, "--new_dim", "0",
                                              "--out", w.tmp / "small.safetensors"],
          "--new_dim", "1", "tools"),
+    Case("lora-extract-missing", lambda w: ["lora-extract", "--model_org", w.tmp / "none",
+                                            "--model_tuned", w.model,
+                                            "--save_to", w.tmp / "extracted.safetensors"],
+         "--model_org", "diffusers folder", "tools"),
+    Case("lora-extract-bad-quantile", lambda w: ["lora-extract", "--model_org", w.model,
+                                                 "--model_tuned", w.model,
+                                                 "--clamp_quantile", "2",
+                                                 "--save_to", w.tmp / "x.safetensors"],
+         "--clamp_quantile", "e.g. 0.99", "tools"),
 ]
 
 

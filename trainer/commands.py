@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lora-merge": ("merge LoRA files into a base model", "trainer.networks.merge:main"),
     "lora-info": ("show a LoRA file's layers, ranks and metadata", "trainer.networks.info:main"),
     "lora-resize": ("reduce a LoRA's rank by SVD", "trainer.networks.resize:main"),
+    "lora-extract": ("make a LoRA from a fine-tuned model and its base",
+                     "trainer.networks.extract:main"),
     "bench": ("time a training step against a bare training loop", "trainer.bench:main"),
     "demo": ("train the bundled demo on this machine and measure what it learned",
              "trainer.demo.cli:main"),
