@@ -191,3 +191,15 @@ def test_webp_sizes_and_orientation_are_read_from_the_header(tmp_path, options):
         upright = ImageOps.exif_transpose(image)
         assert (header.width, header.height) == upright.size
     assert header.orientation == (orientation or 1)
+
+
+def test_repeat_counts_up_to_the_limit_are_allowed_and_past_it_refused(tmp_path):
+    make_concept(tmp_path / "img" / "10000_sks dog", 1)
+    ds, _ = build(cfg_for(tmp_path / "img"))
+    assert len(ds) == 10_000
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{tmp_path / 'img'}'\n"
+                    "num_repeats = 10001\n", encoding="utf-8")
+    with pytest.raises(UserError, match="num_repeats asks for 10,001 repeats, more than the "
+                                        "limit of 10,000"):
+        build(Config("db", {"dataset_config": str(toml), "resolution": "64"}))

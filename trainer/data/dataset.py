@@ -12,7 +12,7 @@ from .concepts import Item, Subset
 from .dataset_toml import load_dataset_toml
 from .folders import folder_subsets
 from .index import index_subsets
-from .plan import EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
+from .plan import EpochPlan, EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
 from .samples import choices, render, to_tensor
 
 
@@ -97,8 +97,9 @@ class Dataset:
 
     # ---- plans -----------------------------------------------------------------------------
     def epoch_batches(self, epoch: int, global_batch_size: int,
-                      world_size: int = 1) -> list[list[SampleRef]]:
-        """The whole epoch (0-based) as batches of one bucket each, in training order.
+                      world_size: int = 1) -> EpochPlan:
+        """The whole epoch (0-based) as batches of one bucket each, in training order: a
+        sequence whose batches are computed when indexed (memory does not grow with repeats).
 
         With world_size > 1, an incomplete batch is topped up (with repeats of its own samples)
         so each process gets an equal share: use rank_slice(batch, rank, world_size).
@@ -202,7 +203,7 @@ class Dataset:
 
     # ---- summaries -------------------------------------------------------------------------
     def bucket_counts(self) -> dict[tuple[int, int], int]:
-        return {b: len(v) for b, v in sorted(self.planner.by_bucket.items())}
+        return self.planner.bucket_counts()
 
     def tag_frequency(self) -> dict[str, dict[str, int]]:
         """{folder name: {tag: images whose caption has it}}, as ss_tag_frequency."""

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from ..errors import UserError
 from .buckets import Sizing
 from .concepts import Augment, CaptionRules, Subset
-from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules, dotted
+from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules, dotted, \
+    repeats_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,6 +118,9 @@ def _subset(reader: _Reader, tables, where: str, cfg, sizing: int) -> Subset:
     aug = Augment(**{f: get(f, getattr(base_augment, f)) for f in Augment.__dataclass_fields__})
     captions = replace(captions, caption_extension=dotted(captions.caption_extension))
     repeats = get("num_repeats", 1)
+    too_many = repeats_problem(repeats, str(repeats))
+    if too_many:
+        reader.fail(where, f"num_repeats {too_many}", "use a smaller num_repeats")
     is_reg = reader.value(tables[:1], "is_reg", bool, False)
     prompt = " ".join(get("class_tokens", "").split())
     return Subset(image_dir, Path(image_dir).name, repeats, is_reg, prompt, captions, aug, sizing)
