@@ -78,7 +78,7 @@ def bucket_sizes(sizing: Sizing) -> list[tuple[int, int]]:
     return sorted(sizes)
 
 
-def _cover(size: tuple[int, int], bucket: tuple[int, int]) -> Placement:
+def cover(size: tuple[int, int], bucket: tuple[int, int]) -> Placement:
     """Resize so the image covers the bucket (keeping its aspect ratio), center the crop."""
     width, height = size
     scale = max(bucket[0] / width, bucket[1] / height)
@@ -111,7 +111,7 @@ class Bucketer:
 
     def place(self, size: tuple[int, int]) -> Placement:
         if not self.sizing.enable_bucket:
-            return _cover(size, self.sizing.resolution)
+            return cover(size, self.sizing.resolution)
         if self.sizing.bucket_no_upscale:
             return _no_upscale(size, self.sizing)
         if size in self.candidates:
@@ -120,4 +120,4 @@ class Bucketer:
         # closest aspect ratio, compared on a log scale so 2:1 and 1:2 are equally far from 1:1
         best = min(range(len(self.candidates)),
                    key=lambda i: (abs(math.log(self._ratios[i] / ratio)), -i))
-        return _cover(size, self.candidates[best])
+        return cover(size, self.candidates[best])

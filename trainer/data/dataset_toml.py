@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.validate import resolution_problem
 from ..errors import UserError
 from .buckets import Sizing
 from .concepts import Augment, CaptionRules, Subset
@@ -88,9 +89,9 @@ class _Reader:
             if (not isinstance(sizes, list) or len(sizes) != 2
                     or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)):
                 raise UserError(f"dataset_config {self.path}, {where}: {raw!r} is not N or [W, H]")
-            if any(s <= 0 or s % 64 for s in sizes):
-                raise UserError(f"dataset_config {self.path}, {where}: {raw!r} is not divisible "
-                                "by 64", "use multiples of 64 such as 512 or [768, 512]")
+            problem = resolution_problem(*sizes)
+            if problem:
+                raise UserError(f"dataset_config {self.path}, {where}: {raw!r} {problem}")
             return tuple(sizes)
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             return float(raw)
