@@ -136,3 +136,28 @@ def test_16_bit_grayscale_is_scaled_to_8_bit_not_clipped_to_white(tmp_path, mode
     expected = (ramp[32].astype(np.float64) * 255 / 65535).round()
     assert np.abs(row - expected).max() <= 1, (row[:8], expected[:8])
     assert row[0] == 0 and row[-1] == 255 and len(set(row.tolist())) > 50
+
+
+def test_very_thin_image_is_rendered_without_enlarging_the_whole_picture(tmp_path):
+    """1x20000 px covering a 512x512 square: resizing it whole would take 15 GB."""
+    import os
+    import resource
+    import subprocess
+
+    from helpers import PYTHON, REPO
+
+    folder = make_concept(tmp_path / "img" / "1_sks dog", 1)
+    Image.new("RGB", (1, 20_000), (30, 160, 40)).save(folder / "thin.png")
+
+    def at_most_2_gb():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    result = subprocess.run(
+        [PYTHON, "-m", "trainer", "db", "--train_data_dir", str(tmp_path / "img"),
+         "--resolution", "512", "--debug_dataset", "--output_dir", str(tmp_path / "out")],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=120, preexec_fn=at_most_2_gb)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with Image.open(tmp_path / "out" / "dataset_report.png") as sheet:
+        colors = sheet.convert("RGB").getcolors(1 << 20)
+    assert any(color == (30, 160, 40) for _, color in colors)  # the thin image is drawn

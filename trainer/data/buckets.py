@@ -50,12 +50,13 @@ class Placement:
     def cropped_fraction(self) -> float:
         return 1.0 - (self.bucket[0] * self.bucket[1]) / (self.resized[0] * self.resized[1])
 
-    def crop_box_in_original(self, offset: tuple[int, int] | None = None) -> list[float]:
+    def crop_box_in_original(self, offset: tuple[int, int] | None = None,
+                             rounded: bool = True) -> list[float]:
         """[left, top, right, bottom] of the kept area in the original image's pixels."""
         left, top = offset or self.crop
         sx, sy = self.resized[0] / self.size[0], self.resized[1] / self.size[1]
-        return [round(left / sx, 1), round(top / sy, 1), round((left + self.bucket[0]) / sx, 1),
-                round((top + self.bucket[1]) / sy, 1)]
+        box = [left / sx, top / sy, (left + self.bucket[0]) / sx, (top + self.bucket[1]) / sy]
+        return [round(edge, 1) for edge in box] if rounded else box
 
 
 class TooSmall(ValueError):
