@@ -203,3 +203,13 @@ def test_repeat_counts_up_to_the_limit_are_allowed_and_past_it_refused(tmp_path)
     with pytest.raises(UserError, match="num_repeats asks for 10,001 repeats, more than the "
                                         "limit of 10,000"):
         build(Config("db", {"dataset_config": str(toml), "resolution": "64"}))
+
+
+@pytest.mark.parametrize("repeats", [0, -5])
+def test_dataset_config_with_no_or_negative_repeats_is_refused(tmp_path, repeats):
+    folder = make_concept(tmp_path / "sks dog", 1)
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{folder}'\n"
+                    f"num_repeats = {repeats}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"subset 1: num_repeats is {repeats}"):
+        build(Config("db", {"dataset_config": str(toml), "resolution": "64"}))

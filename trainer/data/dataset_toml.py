@@ -122,6 +122,9 @@ def _subset(reader: _Reader, tables, where: str, cfg, sizing: int) -> Subset:
     too_many = repeats_problem(repeats, str(repeats))
     if too_many:
         reader.fail(where, f"num_repeats {too_many}", "use a smaller num_repeats")
+    if repeats < 1:
+        reader.fail(where, f"num_repeats is {repeats}", "use 1 or more (how often each image "
+                    "is shown per epoch)")
     is_reg = reader.value(tables[:1], "is_reg", bool, False)
     prompt = " ".join(get("class_tokens", "").split())
     return Subset(image_dir, Path(image_dir).name, repeats, is_reg, prompt, captions, aug, sizing)
