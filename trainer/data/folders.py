@@ -16,7 +16,7 @@ from .imageinfo import IMAGE_EXTENSIONS, is_image_name
 from .words import count as _count
 
 FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
-DATE = re.compile(r"^(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")  # 20230115
+DATE = re.compile(r"^((19|20)?\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")  # 20230115, 230115
 # sd-scripts users go up to a few thousand repeats on tiny datasets. 10,000 shows one image
 # 10,000 times per epoch, more than a whole usual run; beyond that it is a typo or a date.
 MAX_REPEATS = 10_000
