@@ -194,9 +194,16 @@ def test_webp_sizes_and_orientation_are_read_from_the_header(tmp_path, options):
 
 
 def test_repeat_counts_up_to_the_limit_are_allowed_and_past_it_refused(tmp_path):
+    from trainer.data import bucket_preview, dataset_report
+
     make_concept(tmp_path / "img" / "10000_sks dog", 1)
     ds, _ = build(cfg_for(tmp_path / "img"))
     assert len(ds) == 10_000
+    make_concept(tmp_path / "dated" / "20230115_beach", 1)
+    with pytest.raises(UserError, match="'20230115_beach'.*looks like a date"):
+        bucket_preview(cfg_for(tmp_path / "dated"))  # what the GUI's bucket preview calls
+    report = dataset_report(cfg_for(tmp_path / "dated"))
+    assert not report["ok"] and "limit of 10,000" in report["error"]["message"]
     toml = tmp_path / "dataset.toml"
     toml.write_text(f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{tmp_path / 'img'}'\n"
                     "num_repeats = 10001\n", encoding="utf-8")
