@@ -201,7 +201,7 @@ class Dataset:
             if index in self.broken:
                 return
             self.broken.add(index)
-        self.warn(f"{err.message}; it is skipped and other images of the dataset take its place")
+        self.warn(f"{err.message}; it is skipped for the rest of the run")
 
     def _stand_in(self, ref: SampleRef) -> SampleRef:
         """A decodable image for a damaged one's sample: of the same bucket and kind when there
