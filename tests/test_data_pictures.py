@@ -161,3 +161,14 @@ def test_very_thin_image_is_rendered_without_enlarging_the_whole_picture(tmp_pat
     with Image.open(tmp_path / "out" / "dataset_report.png") as sheet:
         colors = sheet.convert("RGB").getcolors(1 << 20)
     assert any(color == (30, 160, 40) for _, color in colors)  # the thin image is drawn
+
+
+def test_absurd_bucket_side_is_refused_naming_the_option(tmp_path):
+    """A billion-pixel max_bucket_reso would make the bucket search loop for minutes."""
+    make_concept(tmp_path / "img" / "1_sks dog", 1)
+    result = run_cli("db", "--train_data_dir", tmp_path / "img", "--resolution", "512",
+                     "--enable_bucket", "--bucket_reso_steps", "8", "--max_bucket_reso",
+                     "1000000000", "--debug_dataset", "--output_dir", tmp_path / "out",
+                     timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "--max_bucket_reso: 1000000000 is above the maximum 16384" in result.stderr
