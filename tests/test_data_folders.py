@@ -191,3 +191,32 @@ def test_webp_sizes_and_orientation_are_read_from_the_header(tmp_path, options):
         upright = ImageOps.exif_transpose(image)
         assert (header.width, header.height) == upright.size
     assert header.orientation == (orientation or 1)
+
+
+def test_repeat_counts_up_to_the_limit_are_allowed_and_past_it_refused(tmp_path):
+    from trainer.data import bucket_preview, dataset_report
+
+    make_concept(tmp_path / "img" / "10000_sks dog", 1)
+    ds, _ = build(cfg_for(tmp_path / "img"))
+    assert len(ds) == 10_000
+    make_concept(tmp_path / "dated" / "20230115_beach", 1)
+    with pytest.raises(UserError, match="'20230115_beach'.*looks like a date"):
+        bucket_preview(cfg_for(tmp_path / "dated"))  # what the GUI's bucket preview calls
+    report = dataset_report(cfg_for(tmp_path / "dated"))
+    assert not report["ok"] and "limit of 10,000" in report["error"]["message"]
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{tmp_path / 'img'}'\n"
+                    "num_repeats = 10001\n", encoding="utf-8")
+    with pytest.raises(UserError, match="num_repeats asks for 10,001 repeats, more than the "
+                                        "limit of 10,000"):
+        build(Config("db", {"dataset_config": str(toml), "resolution": "64"}))
+
+
+@pytest.mark.parametrize("repeats", [0, -5])
+def test_dataset_config_with_no_or_negative_repeats_is_refused(tmp_path, repeats):
+    folder = make_concept(tmp_path / "sks dog", 1)
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{folder}'\n"
+                    f"num_repeats = {repeats}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"subset 1: num_repeats is {repeats}"):
+        build(Config("db", {"dataset_config": str(toml), "resolution": "64"}))

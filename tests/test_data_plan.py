@@ -121,3 +121,56 @@ def test_summary_and_lora_metadata_are_json_ready(tmp_path):
     assert json.loads(meta["ss_tag_frequency"]) == {"3_sks dog": {"sks dog": 2}, "1_dog": {"dog": 9}}
     buckets = json.loads(meta["ss_bucket_info"])["buckets"]
     assert sorted(tuple(b["resolution"]) for b in buckets.values()) == sorted(ds.bucket_counts())
+
+
+def _peak_bytes(work) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_of_plans_and_previews_does_not_grow_with_repeats(tmp_path):
+    """10,000 repeats (the limit) of 20 images: 200,000 samples per epoch."""
+    from trainer.data import bucket_preview, dataset_report
+
+    peaks = {}
+    for repeats in (1, 10_000):
+        root = tmp_path / str(repeats)
+        make_concept(root / "img" / f"{repeats}_sks dog", 20, size=(64, 64))
+        cfg = Config("db", {"train_data_dir": str(root / "img"), "resolution": "64",
+                            "seed": 1, "train_batch_size": 4})
+        seen = {}
+
+        def plan_and_preview():
+            ds = build_dataset(cfg, warn=lambda m: None)
+            plan = ds.epoch_batches(3, 4)
+            seen["batches"], seen["last"] = len(plan), plan[-1]
+            seen["samples"] = len(ds)
+            bucket_preview(cfg)
+            seen["report"] = dataset_report(cfg)
+
+        peaks[repeats] = _peak_bytes(plan_and_preview)
+        assert seen["samples"] == 20 * repeats and seen["batches"] == 5 * repeats
+        assert len(seen["last"]) == 4 and seen["report"]["batches_per_epoch"] == 5 * repeats
+    # a list of the epoch's samples alone would take over 10 MB
+    assert peaks[10_000] < peaks[1] + 1_000_000, peaks
+
+
+def test_lazy_plan_covers_every_sample_once_in_a_shuffled_order(tmp_path):
+    ds = build(tmp_path, {"7_sks dog": (3, (64, 64)), "5_sks cat": (2, (128, 64))},
+               {"2_animal": (4, (64, 64))}, enable_bucket=True, min_bucket_reso=64,
+               max_bucket_reso=256)
+    plan = ds.epoch_batches(0, 4)
+    batches = list(plan)
+    assert plan[-1] == batches[-1] and plan[1:3] == batches[1:3]
+    counted = uses(batches)
+    repeats = {i: ds.subsets[item.subset].repeats for i, item in enumerate(ds.items)}
+    assert all(counted[i] == repeats[i] for i in counted if not ds.is_reg[i])
+    assert sum(counted[i] for i in counted if ds.is_reg[i]) == 31
+    order = [ref.item for batch in batches for ref in batch]
+    assert order != sorted(order)

@@ -126,3 +126,24 @@ def test_captions_past_max_token_length_are_reported_not_cut_silently(tmp_path, 
     trained = run_cli("db", *common, "--max_train_steps", "1")
     assert trained.returncode == 0, trained.stderr
     assert "img001.png" in trained.stderr and "cut off in training" in trained.stderr
+
+
+def test_absurd_repeat_counts_are_refused_in_one_line_before_any_work(tmp_path, tiny_model):
+    """'20230115_beach' (a date) would plan 20 million samples per image."""
+    make_concept(tmp_path / "img" / "20230115_beach", 2)
+    make_concept(tmp_path / "huge" / "1000000000_sks dog", 1)
+    common = ("--resolution", "64", "--output_dir", tmp_path / "out")
+    dated = run_cli("db", "--train_data_dir", tmp_path / "img", *common, "--debug_dataset",
+                    timeout=120)
+    assert dated.returncode != 0 and "Traceback" not in dated.stdout + dated.stderr
+    [line] = [x for x in (dated.stdout + dated.stderr).splitlines() if "20230115_beach" in x]
+    assert "20,230,115 repeats" in line and "limit of 10,000" in line and "date" in line
+    assert "'10_beach'" in line
+    trained = run_cli("db", "--train_data_dir", tmp_path / "huge", *common,
+                      "--pretrained_model_name_or_path", tiny_model(), "--max_train_steps", "1",
+                      timeout=180)
+    assert trained.returncode != 0 and "Traceback" not in trained.stdout + trained.stderr
+    line = trained.stderr.strip().splitlines()[-1]
+    assert "'1000000000_sks dog'" in line and "limit of 10,000" in line and "date" not in line
+    assert "rename the folder to e.g. '10_sks dog'" in line
+    assert not list((tmp_path / "out").glob("*.safetensors"))

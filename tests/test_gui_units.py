@@ -196,6 +196,9 @@ def test_folder_builder_copies_into_the_seed_layout(tmp_path):
         dataset_builder.build(dest, [tmp_path / "other"], "sks", "dog", 10)
     with pytest.raises(UserError, match="identifier"):
         dataset_builder.build(dest, [source], "sk/s", "dog", 10)
+    with pytest.raises(UserError, match="repeats must be at most 10,000"):
+        dataset_builder.build(tmp_path / "dated", [source], "sks", "dog", 20230115)
+    assert not (tmp_path / "dated").exists()  # refused before any folder is made
 
 
 def test_balance_rule_with_numbers_and_suggested_repeats():

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.data.folders import MAX_REPEATS
 from trainer.errors import UserError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -131,6 +132,9 @@ def build(dest: Path, images: list[Path], identifier: str, cls: str, repeats: in
     identifier, cls = _check_word(identifier, "identifier"), _check_word(cls, "class")
     if int(repeats) < 1 or int(reg_repeats) < 1:
         raise UserError("repeats must be 1 or more", "set how often each image is used per epoch")
+    if max(int(repeats), int(reg_repeats)) > MAX_REPEATS:
+        raise UserError(f"repeats must be at most {MAX_REPEATS:,}",
+                        "set how often each image is used per epoch")
     instance, skipped = split_images([Path(p) for p in images])
     if not instance:
         raise UserError("no training images given", "pick or upload .png/.jpg/.webp/.bmp images")

@@ -142,8 +142,10 @@ class PreviewHandlers:
         except UserError as err:
             return _error(err), [], []
         shown = rows[:MAX_SHOWN]
-        gallery = [(thumbnail(row["path"]), caption_label(row)) for row in shown]
+        damaged: list[str] = []
+        gallery = [(thumbnail(row["path"], problems=damaged), caption_label(row)) for row in shown]
         warnings = [f"{Path(r['path']).name}: {r['warning']}" for r in rows if r["warning"]]
+        warnings += damaged
         counts = [r["tokens"] for r in rows if r["tokens"] is not None]
         head = f"{len(rows)} images" + (f", up to {max(counts)} tokens per caption" if counts else "")
         level = "warning" if notes or warnings else "ok"

@@ -77,17 +77,29 @@ def save_caption(image_path: str, target: Path, text: str, known_images: list[st
     return target
 
 
-def thumbnail(path: str, crop: list[float] | None = None, size: int = 192):
+def thumbnail(path: str, crop: list[float] | None = None, size: int = 192,
+              problems: list[str] | None = None):
     """A small copy of the image; with `crop` (x0, y0, x1, y1 in original pixels) the part
-    that is cut away is dimmed and the kept box outlined."""
-    from PIL import Image, ImageDraw, ImageOps
+    that is cut away is dimmed and the kept box outlined. A picture that cannot be decoded
+    becomes a grey tile with a cross, and the reason is added to `problems`."""
+    from PIL import Image, ImageDraw
 
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        width, height = image.size
-        image.thumbnail((size, size))
+    from trainer.data.imageinfo import DamagedImage, UnreadableImage, open_rgb, read_header
+
+    try:
+        header = read_header(path)
+        image = open_rgb(path, header.orientation, draft_size=(size, size))
+    except (DamagedImage, UnreadableImage) as err:
+        if problems is not None:
+            problems.append(f"{err.message}; it is skipped" if isinstance(err, DamagedImage)
+                            else f"image {path} {err}; it is skipped")
+        tile = Image.new("RGB", (size, size), (90, 90, 90))
+        ImageDraw.Draw(tile).line([(0, 0), (size, size)], fill=(200, 60, 60), width=3)
+        ImageDraw.Draw(tile).line([(0, size), (size, 0)], fill=(200, 60, 60), width=3)
+        return tile
+    image.thumbnail((size, size))
     if crop:
-        scale = image.width / width
+        scale = image.width / header.width
         box = [round(c * scale) for c in crop]
         shade = Image.new("RGB", image.size, (0, 0, 0))
         mask = Image.new("L", image.size, 120)
@@ -108,7 +120,8 @@ def bucket_view(cfg: Config) -> tuple[dict, list[tuple[object, str]]]:
         bw, bh = image["bucket"]
         label = (f"{Path(image['path']).name}: {w}×{h} → {bw}×{bh}, "
                  f"{image['cropped_fraction'] * 100:.0f}% cropped")
-        items.append((thumbnail(image["path"], image["crop"]), label))
+        items.append((thumbnail(image["path"], image["crop"], problems=preview["warnings"]),
+                      label))
     return preview, items
 
 

@@ -106,8 +106,12 @@ OPTIONS: list[Option] = [
         _o("enable_bucket", bool, False,
            "Aspect-ratio bucketing: train each image at the bucket size closest to its aspect "
            "ratio instead of cropping everything to one size."),
-        _o("min_bucket_reso", int, 256, "Smallest bucket side in pixels.", minimum=64),
-        _o("max_bucket_reso", int, 1024, "Largest bucket side in pixels.", minimum=64),
+        # A long thin bucket may be longer than the resolution (4096 at most); 16384 bounds the
+        # bucket search and the resize of one image side.
+        _o("min_bucket_reso", int, 256, "Smallest bucket side in pixels.", minimum=64,
+           maximum=16384),
+        _o("max_bucket_reso", int, 1024, "Largest bucket side in pixels.", minimum=64,
+           maximum=16384),
         _o("bucket_reso_steps", int, 64,
            "Bucket sides are multiples of this many pixels.", minimum=8, advanced=True),
         _o("bucket_no_upscale", bool, False,

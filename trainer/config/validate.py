@@ -30,6 +30,21 @@ class Problem:
         return f"--{self.option}: {self.message}" if self.option else self.message
 
 
+# Four times SDXL's native 1024-pixel side (16 times its pixels); no Stable Diffusion model was
+# trained near it, and one 4096x4096 image is already 200 MB as a float tensor before the VAE.
+MAX_RESOLUTION = 4096
+
+
+def resolution_problem(width: int, height: int) -> str | None:
+    """Why a training size is refused, or None."""
+    if max(width, height) > MAX_RESOLUTION:
+        return (f"is larger than {MAX_RESOLUTION} pixels on a side, the most this trainer "
+                "accepts; Stable Diffusion trains at 512 to 1024")
+    if width <= 0 or height <= 0 or width % 64 or height % 64:
+        return "is not divisible by 64; use multiples of 64 such as 512 or 768,512"
+    return None
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """'512' -> (512, 512); '768,512' -> (768, 512) as (width, height)."""
     parts = [p for p in str(text).split(",") if p != ""]
@@ -113,9 +128,9 @@ def _resolution(cfg: Config):
     except ValueError as err:
         yield Problem("resolution", str(err))
         return
-    if width <= 0 or height <= 0 or width % 64 or height % 64:
-        yield Problem("resolution", f"{cfg.resolution} is not divisible by 64; use multiples of 64 "
-                      "such as 512 or 768,512")
+    problem = resolution_problem(width, height)
+    if problem:
+        yield Problem("resolution", f"{cfg.resolution} {problem}")
     if cfg.enable_bucket:
         step = cfg.bucket_reso_steps
         if step % 8:

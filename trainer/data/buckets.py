@@ -50,12 +50,13 @@ class Placement:
     def cropped_fraction(self) -> float:
         return 1.0 - (self.bucket[0] * self.bucket[1]) / (self.resized[0] * self.resized[1])
 
-    def crop_box_in_original(self, offset: tuple[int, int] | None = None) -> list[float]:
+    def crop_box_in_original(self, offset: tuple[int, int] | None = None,
+                             rounded: bool = True) -> list[float]:
         """[left, top, right, bottom] of the kept area in the original image's pixels."""
         left, top = offset or self.crop
         sx, sy = self.resized[0] / self.size[0], self.resized[1] / self.size[1]
-        return [round(left / sx, 1), round(top / sy, 1), round((left + self.bucket[0]) / sx, 1),
-                round((top + self.bucket[1]) / sy, 1)]
+        box = [left / sx, top / sy, (left + self.bucket[0]) / sx, (top + self.bucket[1]) / sy]
+        return [round(edge, 1) for edge in box] if rounded else box
 
 
 class TooSmall(ValueError):
@@ -78,7 +79,7 @@ def bucket_sizes(sizing: Sizing) -> list[tuple[int, int]]:
     return sorted(sizes)
 
 
-def _cover(size: tuple[int, int], bucket: tuple[int, int]) -> Placement:
+def cover(size: tuple[int, int], bucket: tuple[int, int]) -> Placement:
     """Resize so the image covers the bucket (keeping its aspect ratio), center the crop."""
     width, height = size
     scale = max(bucket[0] / width, bucket[1] / height)
@@ -111,7 +112,7 @@ class Bucketer:
 
     def place(self, size: tuple[int, int]) -> Placement:
         if not self.sizing.enable_bucket:
-            return _cover(size, self.sizing.resolution)
+            return cover(size, self.sizing.resolution)
         if self.sizing.bucket_no_upscale:
             return _no_upscale(size, self.sizing)
         if size in self.candidates:
@@ -120,4 +121,4 @@ class Bucketer:
         # closest aspect ratio, compared on a log scale so 2:1 and 1:2 are equally far from 1:1
         best = min(range(len(self.candidates)),
                    key=lambda i: (abs(math.log(self._ratios[i] / ratio)), -i))
-        return _cover(size, self.candidates[best])
+        return cover(size, self.candidates[best])

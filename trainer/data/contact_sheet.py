@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomic
-from .samples import render
 
 CELL = 176  # thumbnail box in pixels
 TEXT_LINES = 4
@@ -75,12 +74,13 @@ def write_contact_sheet(ds, batches, epoch: int, path: str | Path, title: str) -
     draw.text((PAD, PAD), title, fill=(20, 20, 20), font=bold)
     top = PAD * 2 + LINE * 2
     for number, refs in enumerate(batches, 1):
+        refs, images = ds.render_samples(refs, epoch)  # stand-ins for damaged images
         captions, picks = ds.sample_choices(refs, epoch)
-        for column, (ref, caption, pick) in enumerate(zip(refs, captions, picks)):
+        for column, (ref, caption, pick, picture) in enumerate(zip(refs, captions, picks, images)):
             left = PAD + column * (CELL + PAD)
-            image = _fit(render(ds.items[ref.item], pick), CELL)
+            image = _fit(picture, CELL)
             sheet.paste(image, (left + (CELL - image.width) // 2, top + (CELL - image.height) // 2))
-            bucket = ds.items[ref.item].placement.bucket
+            bucket = ref.bucket
             label = f"batch {number} · {bucket[0]}x{bucket[1]}" + (" · reg" if ref.is_reg else "") \
                 + (" · flipped" if pick.flip else "")
             draw.text((left, top + CELL + 2), label, fill=(90, 90, 90), font=font)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
 from ..errors import UserError
-from .buckets import Bucketer, Sizing, bucket_sizes
+from .buckets import Bucketer, Sizing, bucket_sizes, cover
 from .captions import process_caption, tags
 from .concepts import Item, Subset
 from .dataset_toml import load_dataset_toml
 from .folders import folder_subsets
+from .imageinfo import DamagedImage
 from .index import index_subsets
-from .plan import EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
+from .plan import EpochPlan, EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
 from .samples import choices, render, to_tensor
 
 
@@ -32,10 +35,12 @@ def _sizing_from_cfg(cfg) -> Sizing:
 
 
 def _check_sizing(sizing: Sizing, where: str) -> None:
+    from ..config.validate import resolution_problem
+
     width, height = sizing.resolution
-    if width <= 0 or height <= 0 or width % 64 or height % 64:
-        raise UserError(f"{where}: resolution {width},{height} is not divisible by 64",
-                        "use multiples of 64 such as 512 or 768,512")
+    problem = resolution_problem(width, height)
+    if problem:
+        raise UserError(f"{where}: resolution {width},{height} {problem}")
     if sizing.enable_bucket and not sizing.bucket_no_upscale and not bucket_sizes(sizing):
         raise UserError(f"{where}: no bucket fits between min_bucket_reso "
                         f"{sizing.min_bucket_reso} and max_bucket_reso {sizing.max_bucket_reso} "
@@ -85,23 +90,38 @@ class Dataset:
         self.seed = int(cfg.seed) if cfg.seed is not None else 0
         self.prior_loss_weight = float(cfg.prior_loss_weight)
         self.output_dir = cfg.output_dir
-        is_reg = [subsets[item.subset].is_reg for item in items]
-        self.train_samples = sum(subsets[item.subset].repeats
-                                 for item, reg in zip(items, is_reg) if not reg)
-        reg_order = [(i, subsets[item.subset].repeats) for i, item in enumerate(items) if is_reg[i]]
+        self.is_reg = [subsets[item.subset].is_reg for item in items]
+        self.broken: set[int] = set()  # items whose pixels turned out undecodable
+        self._broken_lock = threading.Lock()
+        self.latents: dict[tuple[int, bool], object] = {}
+        self._plan()
+
+    def _plan(self) -> None:
+        """Samples per epoch of each usable item, and the planner over them."""
+        items, subsets, is_reg = self.items, self.subsets, self.is_reg
+        usable = [i for i in range(len(items)) if i not in self.broken]
+        self.train_samples = sum(subsets[items[i].subset].repeats for i in usable if not is_reg[i])
+        reg_order = [(i, subsets[items[i].subset].repeats) for i in usable if is_reg[i]]
         self.reg_uses = balance_reg(self.train_samples, reg_order)
-        self.uses = {i: subsets[item.subset].repeats
-                     for i, item in enumerate(items) if not is_reg[i]}
+        self.uses = {i: subsets[items[i].subset].repeats for i in usable if not is_reg[i]}
         self.uses.update(self.reg_uses)
         self.planner = EpochPlanner([item.placement.bucket for item in items], is_reg,
                                     self.uses, self.seed)
-        self.is_reg = is_reg
-        self.latents: dict[tuple[int, bool], object] = {}
+
+    def forget(self, indices: Iterable[int]) -> None:
+        """Leave damaged images out of every epoch planned from now on (used once the latent
+        cache has found them, before the schedule is computed)."""
+        self.broken.update(indices)
+        self._plan()
+        if not self.train_samples:
+            raise DatasetError("no training image could be decoded",
+                               "replace the damaged files named above")
 
     # ---- plans -----------------------------------------------------------------------------
     def epoch_batches(self, epoch: int, global_batch_size: int,
-                      world_size: int = 1) -> list[list[SampleRef]]:
-        """The whole epoch (0-based) as batches of one bucket each, in training order.
+                      world_size: int = 1) -> EpochPlan:
+        """The whole epoch (0-based) as batches of one bucket each, in training order: a
+        sequence whose batches are computed when indexed (memory does not grow with repeats).
 
         With world_size > 1, an incomplete batch is topped up (with repeats of its own samples)
         so each process gets an equal share: use rank_slice(batch, rank, world_size).
@@ -135,6 +155,9 @@ class Dataset:
         """
         import torch
 
+        images = None
+        if not self.latents:
+            refs, images = self.render_samples(refs, epoch)
         captions, picks = self.sample_choices(refs, epoch)
         batch = {
             "captions": captions,
@@ -147,15 +170,63 @@ class Dataset:
             batch["latents"] = torch.stack([self._latent(r.item, p.flip) for r, p in
                                             zip(refs, picks)]).float()
         else:
-            batch["images"] = to_tensor([render(self.items[r.item], p)
-                                         for r, p in zip(refs, picks)])
+            batch["images"] = to_tensor(images)
         return batch
+
+    def sample_item(self, ref: SampleRef) -> Item:
+        """The item of a sample, placed in the sample's bucket (a stand-in for a damaged image
+        may come from another bucket)."""
+        item = self.items[ref.item]
+        if item.placement.bucket == ref.bucket:
+            return item
+        return replace(item, placement=cover((item.header.width, item.header.height), ref.bucket))
+
+    def render_samples(self, refs: list[SampleRef], epoch: int) -> tuple[list[SampleRef], list]:
+        """The training pictures of `refs`, and the refs they show: an image that cannot be
+        decoded is skipped with a warning, and another image stands in for it."""
+        shown, images = [], []
+        for ref in refs:
+            while True:
+                if ref.item in self.broken:
+                    ref = self._stand_in(ref)
+                item = self.sample_item(ref)
+                pick = choices(item, self.subsets[item.subset], ref, self.seed, epoch)
+                try:
+                    images.append(render(item, pick))
+                    break
+                except DamagedImage as err:
+                    self.skip_damaged(ref.item, err)
+            shown.append(ref)
+        return shown, images
+
+    def skip_damaged(self, index: int, err: DamagedImage) -> None:
+        with self._broken_lock:
+            if index in self.broken:
+                return
+            self.broken.add(index)
+        self.warn(f"{err.message}; it is skipped for the rest of the run")
+
+    def _stand_in(self, ref: SampleRef) -> SampleRef:
+        """A decodable image for a damaged one's sample: of the same bucket and kind when there
+        is one, chosen by the sample's position so reruns pick the same."""
+        usable = [i for i, n in self.uses.items() if n > 0 and i not in self.broken]
+        if not usable:
+            raise DatasetError("no image of the dataset can be decoded",
+                               "replace the damaged files named above")
+
+        def distance(i: int) -> tuple[bool, bool]:
+            return self.items[i].placement.bucket != ref.bucket, self.is_reg[i] != ref.is_reg
+
+        nearest = min(distance(i) for i in usable)
+        closest = sorted(i for i in usable if distance(i) == nearest)
+        chosen = closest[ref.pos % len(closest)]
+        return SampleRef(chosen, ref.pos, self.is_reg[chosen], ref.bucket)
 
     def sample_choices(self, refs: list[SampleRef], epoch: int) -> tuple[list[str], list]:
         """Each sample's caption as used and its random choices (flip, crop, hue)."""
         captions, picks = [], []
         for ref in refs:
-            item = self.items[ref.item]
+            item = self.sample_item(ref)
             subset = self.subsets[item.subset]
             picks.append(choices(item, subset, ref, self.seed, epoch))
             rng = sample_rng(self.seed, epoch, ref.pos, "caption")
@@ -205,7 +276,7 @@ class Dataset:
 
     # ---- summaries -------------------------------------------------------------------------
     def bucket_counts(self) -> dict[tuple[int, int], int]:
-        return {b: len(v) for b, v in sorted(self.planner.by_bucket.items())}
+        return self.planner.bucket_counts()
 
     def tag_frequency(self) -> dict[str, dict[str, int]]:
         """{folder name: {tag: images whose caption has it}}, as ss_tag_frequency."""

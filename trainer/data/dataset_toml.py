@@ -12,10 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.validate import resolution_problem
 from ..errors import UserError
 from .buckets import Sizing
 from .concepts import Augment, CaptionRules, Subset
-from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules, dotted
+from .folders import augment as cfg_augment, caption_rules as cfg_caption_rules, dotted, \
+    repeats_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,9 +89,9 @@ class _Reader:
             if (not isinstance(sizes, list) or len(sizes) != 2
                     or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)):
                 raise UserError(f"dataset_config {self.path}, {where}: {raw!r} is not N or [W, H]")
-            if any(s <= 0 or s % 64 for s in sizes):
-                raise UserError(f"dataset_config {self.path}, {where}: {raw!r} is not divisible "
-                                "by 64", "use multiples of 64 such as 512 or [768, 512]")
+            problem = resolution_problem(*sizes)
+            if problem:
+                raise UserError(f"dataset_config {self.path}, {where}: {raw!r} {problem}")
             return tuple(sizes)
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             return float(raw)
@@ -117,6 +119,12 @@ def _subset(reader: _Reader, tables, where: str, cfg, sizing: int) -> Subset:
     aug = Augment(**{f: get(f, getattr(base_augment, f)) for f in Augment.__dataclass_fields__})
     captions = replace(captions, caption_extension=dotted(captions.caption_extension))
     repeats = get("num_repeats", 1)
+    too_many = repeats_problem(repeats, str(repeats))
+    if too_many:
+        reader.fail(where, f"num_repeats {too_many}", "use a smaller num_repeats")
+    if repeats < 1:
+        reader.fail(where, f"num_repeats is {repeats}", "use 1 or more (how often each image "
+                    "is shown per epoch)")
     is_reg = reader.value(tables[:1], "is_reg", bool, False)
     prompt = " ".join(get("class_tokens", "").split())
     return Subset(image_dir, Path(image_dir).name, repeats, is_reg, prompt, captions, aug, sizing)

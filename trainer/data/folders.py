@@ -16,6 +16,10 @@ from .imageinfo import IMAGE_EXTENSIONS, is_image_name
 from .words import count as _count
 
 FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
+DATE = re.compile(r"^((19|20)?\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")  # 20230115, 230115
+# sd-scripts users go up to a few thousand repeats on tiny datasets. 10,000 shows one image
+# 10,000 times per epoch, more than a whole usual run; beyond that it is a typo or a date.
+MAX_REPEATS = 10_000
 Warn = Callable[[str], None]
 
 
@@ -46,6 +50,16 @@ def parse_folder_name(name: str) -> tuple[int, str] | None:
     if not match:
         return None
     return int(match.group(1)), " ".join(match.group(2).replace("_", " ").split())
+
+
+def repeats_problem(repeats: int, number: str) -> str | None:
+    """Why a repeat count is refused (None when it is fine); `number` as the user wrote it."""
+    if repeats <= MAX_REPEATS:
+        return None
+    problem = f"asks for {repeats:,} repeats, more than the limit of {MAX_REPEATS:,}"
+    if DATE.match(number):
+        problem += f" ('{number}' looks like a date, but a leading number is the repeat count)"
+    return problem
 
 
 def _entries(root: Path) -> tuple[list[Path], list[Path]]:
@@ -110,6 +124,11 @@ def scan_root(root: str, option: str, is_reg: bool, cfg, warn: Warn) -> list[Sub
                      f"(the number is how often each image is shown per epoch)")
             continue
         repeats, prompt = parsed
+        too_many = repeats_problem(repeats, folder.name.split("_", 1)[0])
+        if too_many:
+            raise UserError(f"folder '{folder.name}' in {option} {too_many}",
+                            f"the number before '_' is how often each image is shown per "
+                            f"epoch; rename the folder to e.g. '10_{folder.name.split('_', 1)[1]}'")
         if repeats < 1:
             warn(f"folder '{folder.name}' asks for {repeats} repeats, so it is skipped; "
                  f"use 1 or more, e.g. '1_{prompt}'")

@@ -11,6 +11,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Image types people often drop into a folder that this trainer does not read.
 OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".psd",
@@ -21,6 +23,44 @@ _TAIL_BYTES = 64
 
 class UnreadableImage(Exception):
     """The file is not an image that can be used; str() says why in plain words."""
+
+
+class DamagedImage(UserError):
+    """The header was fine but the pixels cannot be decoded (damaged inside, or changed since
+    it was indexed). Training skips such an image; the message names the file."""
+
+
+def _pillow():
+    """PIL.Image, with its decompression-bomb warning silenced: sizes are checked here first
+    (too_many_pixels), and a file past the limit is skipped with a message of our own."""
+    import warnings
+
+    from PIL import Image
+
+    global _QUIET
+    if not _QUIET:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        _QUIET = True
+    return Image
+
+
+_QUIET = False
+
+
+def pixel_limit() -> float:
+    """Pillow's decompression-bomb limit (about 89 megapixels): larger pictures are refused
+    rather than decoded into gigabytes."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS or float("inf")
+
+
+def too_many_pixels(width: int, height: int) -> str | None:
+    limit = pixel_limit()
+    if width * height <= limit:
+        return None
+    return (f"is {width}x{height} ({width * height / 1e6:,.0f} megapixels), more than the "
+            f"{limit / 1e6:.0f}-megapixel limit for safe decoding; shrink it")
 
 
 @dataclass(frozen=True)
@@ -136,7 +176,7 @@ def _webp_orientation(handle) -> int:
 
 
 def _pillow_header(path: str) -> tuple[int, int, str, int]:
-    from PIL import Image
+    Image = _pillow()
 
     with Image.open(path) as image:
         return image.size[0], image.size[1], image.format or "", _orientation(image)
@@ -144,7 +184,7 @@ def _pillow_header(path: str) -> tuple[int, int, str, int]:
 
 def read_header(path: str | os.PathLike) -> ImageHeader:
     """Size and orientation of an image; raises UnreadableImage with a plain reason."""
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
     try:
@@ -161,10 +201,16 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
             width, height, fmt, orientation = _pillow_header(path)
     except UnidentifiedImageError:
         raise UnreadableImage("is not a readable image (damaged, or not really an image)") from None
+    except Image.DecompressionBombError:
+        raise UnreadableImage(f"claims more than twice the {pixel_limit() / 1e6:.0f}-megapixel "
+                              "limit for safe decoding (damaged, or far too large)") from None
     except (OSError, SyntaxError, ValueError, struct.error) as err:
         raise UnreadableImage(f"is not a readable image ({err})") from None
     if width < 1 or height < 1:
         raise UnreadableImage(f"has no pixels ({width}x{height})")
+    huge = too_many_pixels(width, height)
+    if huge:  # checked before anything below decodes it
+        raise UnreadableImage(huge)
     if not _looks_complete(path, fmt, stat.st_size) and not _decodes(path):
         raise UnreadableImage("is truncated or damaged (the file ends before the picture does)")
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
@@ -172,25 +218,31 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     return ImageHeader(width, height, orientation, stat.st_size, stat.st_mtime_ns)
 
 
-def open_rgb(path: str, orientation: int, draft_size: tuple[int, int] | None = None):
-    """Decode an image as RGB, upright by the orientation recorded in its header.
+def open_rgb(path: str, orientation: int | None = None,
+             draft_size: tuple[int, int] | None = None):
+    """Decode an image as 8-bit RGB, upright by its EXIF orientation (read from the file when
+    `orientation` is None). The one place pixels are read, for training and previews alike.
 
     `draft_size` (upright width, height) lets JPEG decode at a reduced scale when the image is
-    only going to be shrunk. Transparent pixels become white, not black.
+    only going to be shrunk. Transparent pixels become white, not black. Raises DamagedImage.
     """
-    from PIL import Image
+    Image = _pillow()
 
     try:
         image = Image.open(path)
+        huge = too_many_pixels(*image.size)
+        if huge:
+            raise ValueError(huge)
+        if orientation is None:
+            orientation = _orientation(image)
         if draft_size and image.format == "JPEG":
             w, h = draft_size
             image.draft("RGB", (h, w) if orientation in (5, 6, 7, 8) else (w, h))
         image.load()
     except Exception as err:
-        from ..errors import UserError
-
-        raise UserError(f"image {path} could not be read ({err})",
-                        "remove or replace the file, then start again") from None
+        raise DamagedImage(f"image {path} could not be decoded ({err})",
+                           "remove or replace the file") from None
+    image = _eight_bit(image)
     transpose = _transposes().get(orientation)
     if transpose is not None:
         image = image.transpose(transpose)
@@ -199,6 +251,18 @@ def open_rgb(path: str, orientation: int, draft_size: tuple[int, int] | None = N
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
     return image.convert("RGB")
+
+
+def _eight_bit(image):
+    """16-bit grayscale ('I;16', or 'I' from older Pillow) scaled from 0..65535 to 0..255;
+    Pillow's own convert would clip it, so any real photo would turn solid white."""
+    if not (image.mode == "I" or image.mode.startswith("I;16")):
+        return image
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image).astype(np.uint32).clip(0, 65535)
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
 
 
 def _transposes():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import atomic
+from .imageinfo import DamagedImage
 from .samples import Choices, render, to_tensor
 from .words import count, verb
 
@@ -127,25 +128,41 @@ def _chunks(jobs: list[Job], batch_size: int):
 
 
 def encode_jobs(ds, jobs: list[Job], encode: Callable, batch_size: int, progress, write: bool,
-                warn: Callable[[str], None]) -> None:
+                warn: Callable[[str], None]) -> list[Job]:
+    """Encode `jobs` (and write their files when asked); returns the jobs whose image could not
+    be decoded: they are skipped with a warning naming the file."""
     import torch
 
     done, total = 0, len(jobs)
     if progress:
         progress(0, total)
     write_failed = False
+    damaged = []
     for chunk in _chunks(jobs, batch_size):
-        images = []
+        images, encoded = [], []
         for job in chunk:
             item = ds.items[job.items[0]]
-            image = to_tensor([render(item, Choices(False, item.placement.crop, 0.0))])[0]
+            try:
+                picture = render(item, Choices(False, item.placement.crop, 0.0))
+            except DamagedImage as err:
+                for index in job.items:
+                    ds.skip_damaged(index, err)
+                damaged.append(job)
+                continue
+            image = to_tensor([picture])[0]
             images.append(image)
+            encoded.append(job)
             if job.flip:
                 images.append(torch.flip(image, dims=[-1]))
+        done += len(chunk)
+        if not encoded:
+            if progress:
+                progress(done, total)
+            continue
         with torch.no_grad():
             latents = encode(torch.stack(images)).detach().to("cpu")
         row = 0
-        for job in chunk:
+        for job in encoded:
             job.tensors = {"latent": latents[row].clone()}
             row += 1
             if job.flip:
@@ -159,14 +176,14 @@ def encode_jobs(ds, jobs: list[Job], encode: Callable, batch_size: int, progress
                     warn(f"latent cache files cannot be written next to the images "
                          f"({job.file.parent}: {err.strerror or err}); latents stay in memory "
                          "for this run only")
-        done += len(chunk)
         if progress:
             progress(done, total)
+    return damaged
 
 
 def cache_latents(ds, encode: Callable, vae_id: str, *, batch_size: int, to_disk: bool,
                   progress=None, rank: int = 0, world_size: int = 1, barrier=None) -> dict:
-    """Fill ds's latent cache; returns counts {images, reused, encoded, stale, corrupt}."""
+    """Fill ds's latent cache; returns counts {images, reused, encoded, stale, corrupt, damaged}."""
     share_root = None
     if not to_disk and world_size > 1 and ds.output_dir:
         share_root = Path(ds.output_dir) / SHARING_FOLDER
@@ -184,15 +201,19 @@ def cache_latents(ds, encode: Callable, vae_id: str, *, batch_size: int, to_disk
     pending = [job for job, state in zip(jobs, states) if state != "ok"]
     sharing = on_disk and world_size > 1
     if not sharing:  # one process, or several without a shared folder: encode everything here
-        encode_jobs(ds, pending, encode, batch_size, progress, to_disk, ds.warn)
-        stats["encoded"] = len(pending)
+        damaged = encode_jobs(ds, pending, encode, batch_size, progress, to_disk, ds.warn)
+        stats["encoded"] = len(pending) - len(damaged)
     else:
-        _encode_shared(ds, pending, encode, batch_size, progress, rank, world_size, barrier, stats)
+        damaged = _encode_shared(ds, pending, encode, batch_size, progress, rank, world_size,
+                                 barrier, stats)
     if share_root is not None and barrier is not None:
         barrier()  # everyone has read the shared files
         if rank == 0:
             shutil.rmtree(share_root, ignore_errors=True)
-    ds.store_latents(jobs)
+    stats["damaged"] = len(damaged)
+    ds.store_latents([job for job in jobs if job.tensors])
+    if damaged:  # every process found the same ones, so their plans stay equal
+        ds.forget(index for job in damaged for index in job.items)
     return stats
 
 
@@ -202,14 +223,16 @@ def _encode_shared(ds, pending, encode, batch_size, progress, rank, world_size, 
         raise ValueError("cache_latents with world_size > 1 needs a barrier callable")
     barrier()  # every process has decided what is missing before anyone writes
     mine = pending[rank::world_size]
-    encode_jobs(ds, mine, encode, batch_size, progress, True, ds.warn)
-    stats["encoded"] = len(mine)
+    damaged = encode_jobs(ds, mine, encode, batch_size, progress, True, ds.warn)
+    stats["encoded"] = len(mine) - len(damaged)
     barrier()  # all shares are on disk
     others = [job for k, job in enumerate(pending) if k % world_size != rank]
     missing = [job for job in others if read_cached(job) != "ok"]
-    if missing:  # another process could not write (read-only folder): encode them here
-        encode_jobs(ds, missing, encode, batch_size, None, False, ds.warn)
-        stats["encoded"] += len(missing)
+    if missing:  # another process could not write (read-only folder, damaged image): try here
+        more = encode_jobs(ds, missing, encode, batch_size, None, False, ds.warn)
+        stats["encoded"] += len(missing) - len(more)
+        damaged += more
+    return damaged
 
 
 def make_encoder(vae, device=None, dtype=None) -> Callable:

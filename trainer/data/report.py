@@ -120,7 +120,11 @@ def dataset_report(cfg, contact_sheet: str | Path | None = None) -> dict:
         title = (f"First {len(batches)} batches of epoch 1 (seed {ds.seed}, batch size {gbs}), "
                  "as the model sees them")
         trimmed = [refs[:REPORT_COLUMNS] for refs in batches]
-        report["contact_sheet"] = str(write_contact_sheet(ds, trimmed, 0, contact_sheet, title))
+        try:
+            report["contact_sheet"] = str(write_contact_sheet(ds, trimmed, 0, contact_sheet,
+                                                              title))
+        except UserError as err:  # not one of the images shown could be decoded
+            warnings.append(f"no contact sheet: {err.message}")
     return report
 
 

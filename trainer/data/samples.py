@@ -36,17 +36,12 @@ def choices(item: Item, subset: Subset, ref: SampleRef, seed: int, epoch: int) -
     return Choices(flip, crop, hue)
 
 
-def resized_image(item: Item):
-    """The upright RGB image scaled to its placement's resized size (before cropping)."""
-    from PIL import Image
-
+def _upright(item: Item):
+    """The decoded RGB image, upright (JPEGs decode at a reduced scale when shrunk anyway)."""
     placement = item.placement
     shrinking = placement.resized[0] < placement.size[0]
-    image = open_rgb(item.path, item.header.orientation,
-                     draft_size=placement.resized if shrinking else None)
-    if image.size != placement.resized:
-        image = image.resize(placement.resized, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return image
+    return open_rgb(item.path, item.header.orientation,
+                    draft_size=placement.resized if shrinking else None)
 
 
 def shift_hue(image, hue: float):
@@ -59,13 +54,20 @@ def shift_hue(image, hue: float):
 
 
 def render(item: Item, pick: Choices):
-    """The training image of a sample, exactly the bucket's size."""
+    """The training image of a sample, exactly the bucket's size.
+
+    Only the kept part of the picture is resized (not the whole picture, then cropped): a very
+    thin image, enlarged to cover its bucket, would otherwise grow to gigabytes.
+    """
     from PIL import Image
 
-    image = resized_image(item)
-    left, top = pick.crop
-    width, height = item.placement.bucket
-    image = image.crop((left, top, left + width, top + height))
+    image = _upright(item)
+    placement = item.placement
+    box = placement.crop_box_in_original(pick.crop, rounded=False)
+    if image.size != placement.size:  # a JPEG decoded at a reduced scale
+        fx, fy = image.size[0] / placement.size[0], image.size[1] / placement.size[1]
+        box = [box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy]
+    image = image.resize(placement.bucket, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     if pick.flip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if pick.hue:
