@@ -111,7 +111,7 @@ def _common(prefix: str):
 
 
 def _tokenizer_box(prefix: str, model: str):
-    return gr.Textbox(label="Tokenizer", max_lines=1, elem_id=f"{prefix}-tokenizer",
+    return gr.Textbox(label="tokenizer", max_lines=1, elem_id=f"{prefix}-tokenizer",
                       info=f"only for a single .safetensors/.ckpt {model}, which holds no "
                            "tokenizer: a tokenizer folder or a diffusers model folder")
 
