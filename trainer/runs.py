@@ -6,7 +6,8 @@ Every run owns one folder (its output_dir):
     events.jsonl    one JSON object per line, appended and flushed
     trainer.log     stdout/stderr of the trainer process (written by whoever spawned it)
     samples/        sample images
-    stop.request    created by anyone who wants the run to stop gracefully
+    stop.request    created by anyone who wants the run to stop gracefully (holds the time of
+                    the request; a trainer clears only requests older than its launch)
 
 Event kinds and their fields (every event also has "kind" and "time"):
 
