@@ -103,14 +103,14 @@ class AppServer:
         """Trainers outlive the GUI by design; a test ends the ones its GUI started."""
         import json
 
-        from trainer.runs import pid_alive
+        from trainer.processes import is_process
 
         index = self.home / "outputs" / ".runs.json"
         if not index.exists():
             return
         for entry in json.loads(index.read_text(encoding="utf-8")).get("runs", {}).values():
             pid = entry.get("pid")
-            if pid_alive(pid):
+            if is_process(pid, entry.get("pid_started"), entry.get("launched")):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
@@ -89,3 +91,56 @@ def test_merge_a_lora_into_the_base_model(page, server, tiny_model, lora_file):
     status = gui.press("merge-run", "merge-status", expect="Done", timeout=240)
     assert "my subject.safetensors:0.8" in status
     assert merged.is_file() and merged.stat().st_size > 100_000
+
+
+# ------------------------------------------------------------------ single-file models
+def test_the_demo_model_converts_with_the_tokenizer_field_through_the_api(server):
+    from gui_api import GradioAPI
+    from trainer.demo import files
+
+    client = GradioAPI(server.base, server.token)
+    target = server.home / "outputs" / "demo converted"
+    status = client.call("convert-run", **{"convert-src": str(files.BASE_MODEL),
+                                           "convert-dst": str(target)})[0]
+    assert "Failed" in status and "tokenizer" in status and not target.exists()
+
+    hidden = server.home / ".private" / "tokenizer"  # a dot-folder: never given to a tool
+    shutil.copytree(files.TOKENIZER, hidden)
+    status = client.call("convert-run", **{"convert-src": str(files.BASE_MODEL),
+                                           "convert-dst": str(target),
+                                           "convert-tokenizer": str(hidden)})[0]
+    assert "tokenizer" in status and "outside the folders" in status and not target.exists()
+
+    status = client.call("convert-run", **{"convert-src": str(files.BASE_MODEL),
+                                           "convert-dst": str(target),
+                                           "convert-tokenizer": str(files.TOKENIZER)})[0]
+    assert "Done" in status and f"--tokenizer {files.TOKENIZER}" in status, status
+    assert (target / "model_index.json").is_file() and (target / "tokenizer").is_dir()
+
+
+@needs_command("lora-merge")
+def test_merge_into_a_single_file_base_with_the_tokenizer_field(server, tiny_model, tiny_single,
+                                                                lora_file):
+    from gui_api import GradioAPI
+
+    client = GradioAPI(server.base, server.token)
+    merged = server.home / "outputs" / "merged single.safetensors"
+    status = client.call("merge-run", **{"merge-base": str(tiny_single("tiny-v1")),
+                                         "merge-loras": str(lora_file), "merge-out": str(merged),
+                                         "merge-tokenizer": str(tiny_model("tiny-v1"))})[0]
+    assert "Done" in status and "--tokenizer" in status, status
+    assert merged.is_file() and merged.stat().st_size > 100_000
+
+
+def test_convert_the_demo_model_in_the_page_with_its_tokenizer(page, server):
+    from trainer.demo import files
+
+    target = server.home / "outputs" / "demo in page.safetensors"
+    gui = Gui(page, server).open()
+    gui.tab("Utilities")
+    gui.page.locator("#convert-src input").fill(str(files.BASE_MODEL))
+    gui.page.locator("#convert-tokenizer input").fill(str(files.TOKENIZER))
+    gui.page.locator("#convert-dst input").fill(str(target))
+    status = gui.press("convert-run", "convert-status", expect="Done", timeout=180)
+    assert "--tokenizer" in status
+    assert target.is_file() and target.stat().st_size > 1_000_000

@@ -1,6 +1,7 @@
 """lora-merge, lora-info and lora-resize through the real CLI."""
 
 import json
+import re
 
 import pytest
 
@@ -157,3 +158,49 @@ def test_dynamic_resize_picks_the_rank_from_the_singular_values(method, param, r
     assert float(resized[f"{name}.alpha"]) == rank  # alpha / rank stays 1
     kept = (s[:rank] ** 2).sum().sqrt() / (s ** 2).sum().sqrt()
     assert report[0].fro_retained == pytest.approx(float(kept), rel=1e-5)
+
+
+# ------------------------------------------------------------------ single-file models
+NO_HUB = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def named_flag(error_line: str) -> str:
+    """The option a hint tells the user to pass."""
+    flags = re.findall(r"pass (--\w+)", error_line)
+    assert flags, error_line
+    return flags[0]
+
+
+def test_merge_into_a_single_file_model_takes_the_tokenizer_its_hint_names(
+        tiny_model, tiny_single, lora_files, tmp_path):
+    from safetensors.torch import load_file
+
+    a, _ = lora_files
+    base, out = tiny_single("tiny-v1"), tmp_path / "merged.safetensors"
+    env = {**NO_HUB, "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    result = run_cli("lora-merge", "--base", base, "--lora", a, "--out", out, env=env)
+    assert_clean_failure(result, "single-file models contain no tokenizer")
+    assert not out.exists()
+    flag = named_flag(result.stderr)
+
+    result = run_cli("lora-merge", "--base", base, "--lora", a, "--out", out, flag,
+                     tiny_model("tiny-v1"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "merged a.safetensors at 1" in result.stdout
+    merged, original = load_file(str(out)), load_file(str(base))
+    assert merged.keys() == original.keys()
+    assert any(not merged[k].equal(original[k]) for k in original)  # the LoRA is in the weights
+
+
+@pytest.mark.parametrize("command", [["convert", "{model}", "{out}/converted"],
+                                     ["bench", "--model", "{model}", "--workdir", "{out}",
+                                      "--steps", "1", "--warmup", "1", "--batch", "1"]],
+                         ids=lambda argv: argv[0])
+def test_other_commands_that_load_a_single_file_accept_the_flag_its_hint_names(
+        command, tiny_single, tmp_path):
+    values = {"model": tiny_single("tiny-v1"), "out": tmp_path}
+    argv = [part.format(**values) for part in command]
+    result = run_cli(*argv, env={**NO_HUB, "HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+    assert_clean_failure(result, "contain no tokenizer")
+    options = run_cli(command[0], "--help", check=True).stdout.replace("[", " ").split()
+    assert named_flag(result.stderr) in options

@@ -209,6 +209,26 @@ def test_stop_request_file_stops_the_run(tiny_model, dataset, tmp_path):
     assert events(out)[-1] == {**events(out)[-1], "kind": "end", "status": "stopped"}
 
 
+def test_a_stop_requested_while_the_run_starts_is_kept_and_an_old_one_is_not(tiny_model, dataset,
+                                                                           tmp_path):
+    from trainer.runs import LAUNCH_TIME_ENV, request_stop
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = base_args(tiny_model("tiny-v1"), dataset, out, "--max_train_steps=3")
+    # Stop pressed after the launcher started the trainer, before the trainer set up its folder.
+    launched = time.time()
+    request_stop(out)
+    stopped = run_cli("db", *args, env={LAUNCH_TIME_ENV: repr(launched)})
+    assert stopped.returncode == 0, stopped.stderr
+    assert events(out)[-1] == {**events(out)[-1], "kind": "end", "status": "stopped", "step": 1}
+
+    # The request is now older than the next launch: that run trains to the end.
+    finished = run_cli("db", *args)
+    assert finished.returncode == 0, finished.stderr
+    assert events(out)[-1] == {**events(out)[-1], "kind": "end", "status": "finished", "step": 3}
+
+
 def test_nan_loss_stops_with_a_hint_and_saves_nothing(tiny_model, dataset, tmp_path):
     import torch
     from diffusers import UNet2DConditionModel

@@ -1,3 +1,4 @@
-from trainer.commands import main
+from trainer.commands import main, prepare_process
 
+prepare_process()
 raise SystemExit(main())

@@ -6,11 +6,15 @@ Each command lives in its own module and is imported only when used, so `--help`
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
+import time
 from typing import Callable, Sequence
 
 from .config import ConfigError
 from .errors import UserError
+from .runs import LAUNCH_TIME_ENV
 
 # command -> (summary, "module:function"); the function takes argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +31,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("train the bundled demo on this machine and measure what it learned",
              "trainer.demo.cli:main"),
 }
+
+
+def prepare_process() -> None:
+    """Once per `python -m trainer` process, before anything else.
+
+    A launcher started in the background (`nohup … &`, or a GUI started so) ignores SIGINT, and
+    its children inherit that: Stop and Ctrl-C would then never reach the trainer. Its graceful
+    stop replaces the handler later; until then SIGINT interrupts as usual.
+    The launch time lets the run keep a stop request made while it was starting up; a launcher
+    that set it earlier (the GUI) is kept, and the several-GPU processes inherit it.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.setdefault(LAUNCH_TIME_ENV, repr(time.time()))
 
 
 def _usage() -> str:

@@ -6,11 +6,14 @@ Every run owns one folder (its output_dir):
     events.jsonl    one JSON object per line, appended and flushed
     trainer.log     stdout/stderr of the trainer process (written by whoever spawned it)
     samples/        sample images
-    stop.request    created by anyone who wants the run to stop gracefully
+    stop.request    created by anyone who wants the run to stop gracefully (holds the time of
+                    the request; a trainer clears only requests older than its launch)
 
 Event kinds and their fields (every event also has "kind" and "time"):
 
-    start     total_steps, total_epochs, steps_per_epoch, mode, pid, first_step, dataset{...}
+    start     total_steps, total_epochs, steps_per_epoch, mode, pid, pid_started, first_step,
+              dataset{...}    (pid_started: processes.start_token of pid, so that a reused
+              PID is not taken for the trainer)
     progress  phase, done, total            (e.g. phase="caching latents")
     step      step, epoch, loss, lr, seconds_per_step, eta_seconds
     sample    step, epoch, path, prompt
@@ -26,17 +29,21 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from .processes import is_process, pid_alive  # noqa: F401 - pid_alive: for readers of runs
 
 CONFIG_FILE = "config.toml"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "trainer.log"
 SAMPLES_DIR = "samples"
 STOP_FILE = "stop.request"
+# Set by whoever starts a trainer (the GUI, the several-GPU supervisor): when the launch began, in
+# time.time() seconds. A stop request made after that moment is meant for this run.
+LAUNCH_TIME_ENV = "TRAINER_LAUNCH_TIME"
 END_STATUSES = ("finished", "stopped", "failed")
 
 
@@ -104,36 +111,20 @@ def stop_requested(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / STOP_FILE).exists()
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, int(pid))
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
+def stop_request_time(run_dir: str | os.PathLike) -> float | None:
+    """When the stop was requested (the time written in the file, else its mtime), or None."""
+    path = Path(run_dir) / STOP_FILE
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(int(pid))
-
-
-def _zombie(pid: int) -> bool:
-    """An exited process nobody has reaped yet (e.g. a trainer whose GUI was restarted, in a
-    container whose init does not reap) still answers kill(pid, 0); it is not running."""
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+        return float(text)
+    except ValueError:  # written by hand (`touch stop.request`)
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return None
 
 
 @dataclass
@@ -144,6 +135,7 @@ class RunState:
     status: str = "new"  # new | running | finished | stopped | failed
     mode: str | None = None
     pid: int | None = None
+    pid_started: str | None = None
     step: int = 0
     epoch: int = 0
     total_steps: int | None = None
@@ -169,7 +161,7 @@ class RunState:
         """Read what was appended since the last call."""
         events, self.offset = read_events(self.run_dir / EVENTS_FILE, self.offset)
         self.apply(events)
-        if self.status == "running" and not pid_alive(self.pid):
+        if self.status == "running" and not is_process(self.pid, self.pid_started, self.started):
             self.status = "failed"  # the process is gone without writing "end"
             self.error = self.error or {"message": "the trainer process ended unexpectedly",
                                         "hint": f"see {self.run_dir / LOG_FILE}"}
@@ -181,6 +173,7 @@ class RunState:
 
     def _on_start(self, e: dict) -> None:
         self.status, self.mode, self.pid = "running", e.get("mode"), e.get("pid")
+        self.pid_started = e.get("pid_started")
         self.total_steps = e.get("total_steps")
         self.step = e.get("first_step", 0)
         # A resumed run repeats the steps after its state was saved: forget their old points.

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from trainer import atomic
 from trainer.config import Config, load_config, save_config
-from trainer.runs import CONFIG_FILE, EVENTS_FILE, LOG_FILE, RunState, pid_alive, request_stop
+from trainer.processes import is_process, start_token
+from trainer.runs import (CONFIG_FILE, EVENTS_FILE, LAUNCH_TIME_ENV, LOG_FILE, STOP_FILE, RunState,
+                          request_stop, stop_request_time)
 
 from .formvalues import launch_argv
 from .workspace import REPO, Workspace
@@ -52,7 +54,8 @@ def trainer_env() -> dict[str, str]:
     return env
 
 
-def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+def spawn(argv: list[str], log_path: Path, cwd: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a process writing stdout+stderr into log_path; it survives the GUI's exit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict = {}
@@ -62,7 +65,7 @@ def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
         kwargs["start_new_session"] = True
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(cwd), env=trainer_env(), **kwargs)
+                                cwd=str(cwd), env=env or trainer_env(), **kwargs)
 
 
 def interrupt(pid: int) -> None:
@@ -186,10 +189,17 @@ class Runner:
     def _launch(self, run_dir: Path) -> None:
         cfg = load_config(run_dir / CONFIG_FILE)
         argv = launch_argv(cfg) + ["--config", str(run_dir / CONFIG_FILE)]
-        process = spawn(argv, run_dir / LOG_FILE, self.workspace.home)
+        launched = time.time()
+        # A request left by an earlier run of this folder is not for this one; one made from
+        # now on is, and the trainer keeps it (it knows the launch time from its environment).
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        env = {**trainer_env(), LAUNCH_TIME_ENV: repr(launched)}
+        process = spawn(argv, run_dir / LOG_FILE, self.workspace.home, env)
         self._children[run_dir] = process
         entry = self._entry(run_dir)
-        entry.update(launched=time.time(), pid=process.pid)
+        # With its start time, a PID reused by another program after the trainer ended is not
+        # taken for the trainer (nor signalled).
+        entry.update(launched=launched, pid=process.pid, pid_started=start_token(process.pid))
         self._states.pop(run_dir, None)
 
     def _process_alive(self, run_dir: Path) -> bool:
@@ -199,7 +209,16 @@ class Runner:
                 return True
             del self._children[run_dir]  # reaped: its pid must no longer count as alive
             return False
-        return pid_alive(self._index["runs"].get(str(run_dir), {}).get("pid"))
+        entry = self._index["runs"].get(str(run_dir), {})
+        return is_process(entry.get("pid"), entry.get("pid_started"), entry.get("launched"))
+
+    def _trainer_pid(self, run_dir: Path) -> int | None:
+        """The PID to signal: the process this GUI launched, else the one the run folder names,
+        only while it is still that process."""
+        if self._process_alive(run_dir):
+            return self._index["runs"][str(run_dir)].get("pid")
+        state = self.state(run_dir)
+        return state.pid if is_process(state.pid, state.pid_started, state.started) else None
 
     def active(self) -> Path | None:
         """The run that is starting or training now, if any."""
@@ -226,14 +245,15 @@ class Runner:
         """Ask the trainer to stop after the current step (saving state and model);
         now=True interrupts it without saving.
 
-        A trainer still starting up has not read its stop file yet (it clears old ones when it
-        sets up the run folder), so it is also sent SIGINT, which it takes as the same request.
+        A trainer still starting up looks at its stop file only once it trains, so it is also
+        sent SIGINT, which ends its start-up (or, once it trains, means the same request). The
+        file stays for this launch either way. Only a PID that is still the trainer is signalled.
         """
         with self._lock:
             request_stop(run_dir)
             starting = self.info(run_dir).status == "starting"
             if now or starting:
-                pid = self._index["runs"].get(str(run_dir), {}).get("pid") or self.state(run_dir).pid
+                pid = self._trainer_pid(run_dir)
                 # Several GPUs: the trainer's supervisor takes a first signal as "stop after
                 # this step" and a second as "stop now".
                 if pid:
@@ -269,6 +289,9 @@ class Runner:
                 # Launched, but this launch's start event has not arrived (yet).
                 if self._process_alive(run_dir):
                     return RunInfo(run_dir, "starting", state)
+                stopped_at = stop_request_time(run_dir)
+                if stopped_at is not None and stopped_at >= launched:
+                    return RunInfo(run_dir, "stopped", state)  # Stop pressed while it started
                 message = entry.get("launch_error") or last_error_line(run_dir) or \
                     "the trainer ended before training started"
                 return RunInfo(run_dir, "failed", state, {"message": message,

@@ -33,8 +33,10 @@ def _need(value: str | None, what: str) -> str:
 
 
 def _options(save_model_as=None, save_precision=None, v2=False, v_parameterization=False,
-             overwrite=False) -> list[str]:
+             overwrite=False, tokenizer=None) -> list[str]:
     argv = []
+    if tokenizer and str(tokenizer).strip():
+        argv += ["--tokenizer", str(tokenizer).strip()]
     if save_model_as and save_model_as != DEFAULT:
         argv += ["--save_model_as", save_model_as]
     if save_precision and save_precision != DEFAULT:
@@ -49,9 +51,10 @@ def _options(save_model_as=None, save_precision=None, v2=False, v_parameterizati
 
 
 def convert_argv(src, dst, save_model_as=None, save_precision=None, v2=False,
-                 v_parameterization=False, overwrite=False) -> list[str]:
+                 v_parameterization=False, overwrite=False, tokenizer=None) -> list[str]:
+    """tokenizer: for a single-file source, which holds none."""
     return ["convert", _need(src, "source model"), _need(dst, "destination"),
-            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite)]
+            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite, tokenizer)]
 
 
 def lora_lines(text: str) -> list[tuple[str, float | None]]:
@@ -85,10 +88,11 @@ def _is_number(text: str) -> bool:
 
 
 def merge_argv(base, loras_text, out, save_model_as=None, save_precision=None, v2=False,
-               v_parameterization=False, overwrite=False) -> list[str]:
+               v_parameterization=False, overwrite=False, tokenizer=None) -> list[str]:
+    """tokenizer: for a single-file base model, which holds none."""
     return ["lora-merge", "--base", _need(base, "base model"), "--lora", *parse_loras(loras_text),
             "--out", _need(out, "output path"),
-            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite)]
+            *_options(save_model_as, save_precision, v2, v_parameterization, overwrite, tokenizer)]
 
 
 def info_argv(file, layers: bool = False) -> list[str]:

@@ -60,18 +60,26 @@ class CheckedTools:
         return str(paths.inside(self.workspace, value, what)) if value and str(value).strip() \
             else value
 
-    def convert(self, src, dst, *rest):
-        return tools.convert_argv(self._in(src, "source model"), self._in(dst, "destination"),
-                                  *rest)
+    def _tokenizer(self, value) -> str | None:
+        """A folder inside the allowed ones, or (as in the Train tab) a hub id naming no file."""
+        text = str(value or "").strip()
+        if not text or not paths.is_local_path("tokenizer", text, self.workspace):
+            return text or None
+        return self._in(text, "tokenizer")
 
-    def merge(self, base, loras_text, out, *rest):
+    def convert(self, src, dst, tokenizer, *rest):
+        return tools.convert_argv(self._in(src, "source model"), self._in(dst, "destination"),
+                                  *rest, tokenizer=self._tokenizer(tokenizer))
+
+    def merge(self, base, loras_text, out, tokenizer, *rest):
         tools.merge_argv(base, loras_text, out, *rest)  # what is missing, in the form's order
         lines = []
         for path, weight in tools.lora_lines(loras_text):
             checked = self._in(path, "LoRA file")
             lines.append(checked if weight is None else f"{checked}:{weight:g}")
         return tools.merge_argv(self._in(base, "base model"), "\n".join(lines),
-                                self._in(out, "output path"), *rest)
+                                self._in(out, "output path"), *rest,
+                                tokenizer=self._tokenizer(tokenizer))
 
     def info(self, file, layers=False):
         return tools.info_argv(self._in(file, "LoRA file"), layers)
@@ -102,6 +110,12 @@ def _common(prefix: str):
     return [save_as, precision, v2, vparam, overwrite]
 
 
+def _tokenizer_box(prefix: str, model: str):
+    return gr.Textbox(label="tokenizer", max_lines=1, elem_id=f"{prefix}-tokenizer",
+                      info=f"only for a single .safetensors/.ckpt {model}, which holds no "
+                           "tokenizer: a tokenizer folder or a diffusers model folder")
+
+
 def build(ctx: AppContext) -> None:
     checked = CheckedTools(ctx)
     with gr.Tabs(elem_id="utilities-tabs"):
@@ -112,10 +126,12 @@ def build(ctx: AppContext) -> None:
             with gr.Row():
                 src = gr.Textbox(label="Source model", max_lines=1, elem_id="convert-src")
                 dst = gr.Textbox(label="Destination", max_lines=1, elem_id="convert-dst")
+            tokenizer = _tokenizer_box("convert", "source model")
             common = _common("convert")
             run = gr.Button("Convert", variant="primary", elem_id="convert-run")
             status, output = _output_box("convert")
-            run.click(_runner(ctx, checked.convert), [src, dst, *common], [status, output])
+            run.click(_runner(ctx, checked.convert), [src, dst, tokenizer, *common],
+                      [status, output])
         with gr.Tab("Merge LoRA", id="merge"):
             gr.Markdown("Bake one or more LoRA files into a base model. One LoRA per line, "
                         "optionally followed by `: weight` (default 1).")
@@ -123,10 +139,12 @@ def build(ctx: AppContext) -> None:
             loras = gr.Textbox(label="LoRA files", lines=3, elem_id="merge-loras",
                                placeholder="/path/to/subject.safetensors : 0.8")
             out = gr.Textbox(label="Merged model", max_lines=1, elem_id="merge-out")
+            tokenizer = _tokenizer_box("merge", "base model")
             common = _common("merge")
             run = gr.Button("Merge", variant="primary", elem_id="merge-run")
             status, output = _output_box("merge")
-            run.click(_runner(ctx, checked.merge), [base, loras, out, *common], [status, output])
+            run.click(_runner(ctx, checked.merge), [base, loras, out, tokenizer, *common],
+                      [status, output])
         with gr.Tab("Inspect LoRA", id="info"):
             file = gr.Textbox(label="LoRA file", max_lines=1, elem_id="info-file")
             layers = gr.Checkbox(label="list every layer", elem_id="info-layers")

@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="tiny-v1",
                         help="a factory spec (tiny-v1, tiny-v2, sd15, sd21-base, sd21) built with "
                              "random weights, or a model path (default: tiny-v1)")
+    parser.add_argument("--tokenizer", help="tokenizer folder or hub id, for a single-file --model "
+                                            "(they hold none)")
     parser.add_argument("--resolution", type=int, default=64, help="square image size (default 64)")
     parser.add_argument("--batch", type=int, default=2, help="train_batch_size (default 2)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
@@ -76,7 +78,7 @@ def trainer_config(args, model: str, images: Path, out: Path):
         "train_batch_size": args.batch, "max_train_steps": args.warmup + args.steps,
         "cache_latents": True, "seed": 0, "mixed_precision": args.mixed_precision,
         "optimizer_type": args.optimizer_type, "learning_rate": 1e-6,
-        "gradient_checkpointing": args.gradient_checkpointing}
+        "gradient_checkpointing": args.gradient_checkpointing, "tokenizer": args.tokenizer}
     if args.mode == "lora":
         values.update(network_dim=args.network_dim, network_alpha=args.network_alpha,
                       network_train_unet_only=True)

@@ -52,7 +52,7 @@ def bare_seconds(args, model: str) -> tuple[list[float], int | None]:
     from ..train.optim import build_optimizer
     from ..train.precision import DTYPES
 
-    bundle = load_model(model)
+    bundle = load_model(model, tokenizer=args.tokenizer)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[args.mixed_precision]
     unet = bundle.unet

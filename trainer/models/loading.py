@@ -26,7 +26,7 @@ def load_model(name_or_path: str, *, v2: bool | None = None,
     """Load a Stable Diffusion model. v2 / v_parameterization: True insists, None (or False,
     the flags' unset value) detects. Raises UserError with a one-line message for bad input."""
     if not name_or_path:
-        raise UserError("no base model given", "set --pretrained_model_name_or_path")
+        raise UserError("no base model given", MODEL_HINT)
     path = Path(name_or_path)
     if path.is_file():
         bundle = _load_single(path, v2, v_parameterization, tokenizer)
@@ -67,7 +67,8 @@ def refuse_non_model(state: dict, path: Path) -> None:
     elif keys and all(k.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.",
                                     "model_ema.", "loss.")) for k in keys):
         raise UserError(f"{path} is a VAE, not a whole Stable Diffusion model",
-                        "pass it as --vae and give the full model as the base model")
+                        "give a whole model as the base model (training, convert and lora-merge "
+                        "take a VAE with --vae)")
     elif any(k.startswith(("lora_unet_", "lora_te_")) or ".lora_" in k for k in keys):
         what = "a LoRA network, not a whole model"
     elif any(k.startswith(("down_blocks.", "conv_in.")) for k in keys):

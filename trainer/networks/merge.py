@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--v2", action="store_true", help="the base model is SD 2.x")
     parser.add_argument("--v_parameterization", action="store_true",
                         help="the base model is a v-prediction model")
+    parser.add_argument("--tokenizer",
+                        help="tokenizer folder or hub id, for a single-file base model (they hold "
+                             "none); saved with a diffusers --out")
+    parser.add_argument("--vae", help="replace the base model's VAE (file, diffusers folder or "
+                                      "hub id); the merged model keeps it")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 
@@ -89,7 +94,8 @@ def main(argv: list[str]) -> int:
     from ..models import load_model, save_model
 
     bundle = load_model(args.base, v2=args.v2 or None,
-                        v_parameterization=args.v_parameterization or None)
+                        v_parameterization=args.v_parameterization or None, vae=args.vae,
+                        tokenizer=args.tokenizer)
     for path, weight, state_dict in files:
         count = merge_into(bundle.unet, bundle.text_encoder, state_dict, weight,
                            label=Path(path).name)

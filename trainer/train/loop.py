@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from ..processes import start_token
 from .checkpoints import prune, save_training_state
 from .conditioning import Conditioning
 from .feed import BatchFeed, Group, LocalBatch
@@ -150,6 +151,7 @@ def train_loop(session) -> str:
     runner = StepRunner(s, conditioning)
     s.reporter.start(total_steps=s.total_steps, total_epochs=s.total_epochs,
                      steps_per_epoch=s.steps_per_epoch, mode=cfg.mode, pid=_pid(),
+                     pid_started=start_token(_pid()),
                      first_step=s.position.step, global_batch=s.global_batch,
                      processes=s.world, attention=s.attention, seed=cfg.seed,
                      dataset=s.dataset.summary())

@@ -20,7 +20,7 @@ from ..runs import CONFIG_FILE, EVENTS_FILE, LOG_FILE
 from .checkpoints import MODEL_EXTENSIONS, Naming, read_training_state
 from .reporting import Reporter
 from .state_check import check_state_folder
-from .stopping import StopFlag
+from .stopping import StopFlag, launch_time
 
 
 class TrainingDiverged(Exception):
@@ -63,6 +63,7 @@ class Session:
         self.run_dir = Path(cfg.output_dir)
         self.position = Position()
         self.reporter: Reporter | None = None
+        self.launched = launch_time(default=time.time())
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -118,7 +119,7 @@ class Session:
                                  logging_dir=self.cfg.logging_dir, log_prefix=self.cfg.log_prefix)
         self.stop = StopFlag(self.run_dir).install()
         if self.is_main:
-            self.stop.clear_file()
+            self.stop.clear_stale(self.launched)
             save_config(self.cfg, self.run_dir / CONFIG_FILE)
 
     def _setup_dataset(self) -> None:

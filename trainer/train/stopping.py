@@ -6,12 +6,21 @@ with status "stopped". A second signal stops at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 from pathlib import Path
 
-from ..runs import STOP_FILE
+from ..runs import LAUNCH_TIME_ENV, STOP_FILE, stop_request_time
+
+
+def launch_time(default: float) -> float:
+    """When the launcher started this run (it may have taken a stop request since), else default."""
+    try:
+        return float(os.environ[LAUNCH_TIME_ENV])
+    except (KeyError, ValueError):
+        return default
 
 
 class StopFlag:
@@ -51,5 +60,9 @@ class StopFlag:
                 self.reason = STOP_FILE
         return self.requested
 
-    def clear_file(self) -> None:
-        self.stop_file.unlink(missing_ok=True)
+    def clear_stale(self, launched: float) -> None:
+        """Forget a stop request left from an earlier run; one made since `launched` (e.g. Stop
+        pressed while this run was starting) stays and stops this run."""
+        requested = stop_request_time(self.stop_file.parent)
+        if requested is not None and requested < launched:
+            self.stop_file.unlink(missing_ok=True)
