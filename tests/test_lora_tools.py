@@ -56,6 +56,61 @@ def test_merge_at_weight_one_matches_the_dynamic_lora(tiny_model, lora_files, tm
     torch.testing.assert_close(text_out(merged_text, ids), dynamic_text, rtol=1e-4, atol=1e-5)
 
 
+def _ranks(tensors) -> dict:
+    return {k: v.shape[0] for k, v in tensors.items() if k.endswith(".lora_down.weight")}
+
+
+def _outputs_with(model_folder, *loras):
+    """U-Net and text-encoder outputs of the tiny base with LoRA files applied at weights."""
+    from trainer.networks import create_network_from_weights
+
+    unet, text = load_parts(model_folder)
+    for path, weight in loras:
+        network, _ = create_network_from_weights(unet, text, path)
+        network.set_multiplier(weight)
+        network.apply()
+    return unet_out(unet, unet_inputs()), text_out(text, token_ids())
+
+
+def test_loras_merge_into_one_lora_exactly_or_by_svd(tiny_model, lora_files, tmp_path):
+    import torch
+
+    from trainer.networks.files import read_network_file
+
+    a, b = lora_files
+    model = tiny_model("tiny-v1")
+    joined = tmp_path / "joined.safetensors"
+    result = run_cli("lora-merge", "--lora", f"{a}:0.7", f"{b}:-0.4", "--out", joined, check=True)
+    assert "ranks concatenated" in result.stdout
+    tensors, meta = read_network_file(joined)
+    ranks_a, ranks_b = (_ranks(read_network_file(path)[0]) for path in (a, b))
+    assert set(_ranks(tensors)) == set(ranks_a) | set(ranks_b)
+    for name, rank in _ranks(tensors).items():  # ranks add up where both files have the layer
+        assert rank == ranks_a.get(name, 0) + ranks_b.get(name, 0)
+    assert [m["file"] for m in json.loads(meta["ss_merged_from"])] == ["a.safetensors",
+                                                                      "b.safetensors"]
+    both = _outputs_with(model, (a, 0.7), (b, -0.4))
+    merged = _outputs_with(model, (joined, 1.0))
+    base = _outputs_with(model)
+    assert (both[0] - base[0]).abs().max() > 1e-2
+    for got, want in zip(merged, both):  # float32 rounding of another order of operations
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=2e-4)
+
+    small = tmp_path / "small.safetensors"
+    result = run_cli("lora-merge", "--lora", f"{a}:0.7", f"{b}:-0.4", "--out", small,
+                     "--new_rank", 2, check=True)
+    assert "SVD to rank 2" in result.stdout
+    tensors, meta = read_network_file(small)
+    assert {v.shape[0] for k, v in tensors.items() if k.endswith(".lora_down.weight")} == {2}
+    assert meta["ss_network_dim"] == "2"
+    approx = _outputs_with(model, (small, 1.0))[0]
+    assert (approx - both[0]).norm() < 0.9 * (base[0] - both[0]).norm()
+
+    refused = run_cli("lora-merge", "--lora", str(a), "--out", tmp_path / "x.safetensors",
+                      "--vae", model / "vae")
+    assert_clean_failure(refused, "--vae", "--base")
+
+
 def test_merge_refuses_a_lora_of_the_other_base_family(tiny_model, lora_files, tmp_path):
     a, _ = lora_files
     out = tmp_path / "merged"

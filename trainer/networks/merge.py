@@ -51,8 +51,10 @@ def parse_lora_arg(text: str) -> tuple[str, float]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer lora-merge",
-        description="Merge LoRA files into a base model and save the result as a new model.")
-    parser.add_argument("--base", required=True, help="base model (checkpoint or diffusers folder)")
+        description="Merge LoRA files into a base model and save the result as a new model; "
+                    "without --base, merge them into one LoRA file.")
+    parser.add_argument("--base", help="base model (checkpoint or diffusers folder); leave it out "
+                                       "to merge the LoRAs into one LoRA")
     parser.add_argument("--lora", required=True, nargs="+", metavar="FILE[:WEIGHT]",
                         help="LoRA files, each with an optional strength (default 1), e.g. "
                              "style.safetensors:0.8")
@@ -70,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
                              "none); saved with a diffusers --out")
     parser.add_argument("--vae", help="replace the base model's VAE (file, diffusers folder or "
                                       "hub id); the merged model keeps it")
+    parser.add_argument("--new_rank", type=int,
+                        help="LoRA into LoRA: lower the merged rank to this by SVD (default: keep "
+                             "every source's rank, concatenated: exact)")
+    parser.add_argument("--new_conv_rank", type=int,
+                        help="LoRA into LoRA: the same for 3x3 convolutions (default --new_rank)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 
@@ -80,9 +87,48 @@ def guess_format(out: Path) -> str:
                                                                 "diffusers_safetensors")
 
 
+def _merge_loras(args, out: Path) -> int:
+    """LoRA files into one LoRA: concatenated exactly, or lowered to --new_rank by SVD."""
+    for flag in ("save_model_as", "tokenizer", "vae"):
+        if getattr(args, flag):
+            raise UserError(f"--{flag} applies to merging into a base model",
+                            "add --base, or leave the flag out to merge the LoRAs into one LoRA")
+    if args.new_rank is not None and args.new_rank < 1 or \
+            args.new_conv_rank is not None and args.new_conv_rank < 1:
+        raise UserError("--new_rank and --new_conv_rank must be at least 1", "e.g. --new_rank 16")
+    if out.suffix.lower() not in (".safetensors", ".ckpt", ".pt"):
+        raise UserError(f"--out {out.name}: a merged LoRA is a .safetensors (or .ckpt/.pt) file",
+                        "name --out e.g. merged.safetensors")
+    from .combine import Source, concat_loras, merged_metadata
+    from .files import read_network_file, save_network_file
+
+    sources = []
+    for path, weight in (parse_lora_arg(text) for text in args.lora):
+        tensors, metadata = read_network_file(path)
+        sources.append(Source(Path(path).name, tensors, metadata, weight))
+    merged = concat_loras(sources)
+    if args.new_rank is not None:
+        from .resize import resize_state_dict
+
+        merged, _ = resize_state_dict(merged, args.new_rank, args.new_conv_rank)
+    meta = merged_metadata(sources, merged)
+    save_network_file(merged, out, dtype=args.save_precision, metadata=meta)
+    how = f"SVD to rank {args.new_rank}" if args.new_rank else "ranks concatenated"
+    print(f"merged {len(sources)} LoRA files into one ({how})")
+    print(f"saved {out}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} already exists", "choose another --out or add --overwrite")
+    if args.base is None:
+        return _merge_loras(args, out)
+    if args.new_rank is not None or args.new_conv_rank is not None:
+        raise UserError("--new_rank applies to merging LoRAs into one LoRA",
+                        "leave out --base for that, or leave out --new_rank")
     if out.resolve() == Path(args.base).resolve():
         raise UserError("--out is the base model itself", "save the merged model elsewhere")
     if out.exists() and not args.overwrite:
