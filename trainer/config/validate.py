@@ -242,3 +242,18 @@ def _check_paths(cfg: Config):
             yield Problem(name, f"{value} does not exist (not a file, folder or hub id)")
     if cfg.output_dir and Path(cfg.output_dir).expanduser().is_file():
         yield Problem("output_dir", f"{cfg.output_dir} is a file; give a folder")
+    yield from _check_sample_prompts(cfg)
+
+
+def _check_sample_prompts(cfg: Config):
+    """Every line of the prompt file, so a bad value stops the run before training, not after."""
+    path = Path(cfg.sample_prompts).expanduser() if cfg.sample_prompts else None
+    if path is None or not path.is_file():
+        return  # a missing file is reported by _check_paths
+    from ..errors import UserError
+    from ..sample_prompts import read_prompts
+
+    try:
+        read_prompts(path)
+    except UserError as err:
+        yield Problem("sample_prompts", str(err))
