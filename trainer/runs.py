@@ -7,6 +7,7 @@ Every run owns one folder (its output_dir):
     trainer.log     stdout/stderr of the trainer process (written by whoever spawned it)
     samples/        sample images
     stop.request    created by anyone who wants the run to stop gracefully
+    run.lock        locked by the running trainer (trainer/run_lock.py): one run per folder
 
 Event kinds and their fields (every event also has "kind" and "time"):
 

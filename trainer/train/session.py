@@ -105,6 +105,7 @@ class Session:
 
     def _setup_run_folder(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_run_folder()  # before anything in the folder is touched
         events = self.run_dir / EVENTS_FILE
         if self.is_main and events.exists() and not self.cfg.resume:
             # A fresh run in a used folder: keep the old history beside it, never delete it.
@@ -115,7 +116,41 @@ class Session:
         self.stop = StopFlag(self.run_dir).install()
         if self.is_main:
             self.stop.clear_file()
+            self._remove_unfinished_saves()
             save_config(self.cfg, self.run_dir / CONFIG_FILE)
+
+    def _lock_run_folder(self) -> None:
+        """Only one run writes a run folder; the others are refused at once, on every rank."""
+        from ..run_lock import RunFolderLock
+
+        refusal = None
+        if self.is_main:
+            try:
+                self.run_lock = RunFolderLock(self.run_dir).acquire()
+            except UserError as err:
+                refusal = (err.message, err.hint)
+        if self.world > 1:
+            from accelerate.utils import broadcast_object_list
+
+            shared = [refusal]
+            broadcast_object_list(shared)
+            refusal = shared[0]
+        if refusal:
+            raise UserError(*refusal)
+
+    def _remove_unfinished_saves(self) -> None:
+        """Temporary files of saves a killed run never finished (safe: the folder is locked)."""
+        from ..atomic import remove_leftovers
+        from ..disk_space import size_text
+
+        for path, size in remove_leftovers(self.run_dir):
+            self.reporter.info(f"removed {path.name} ({size_text(size)}), left by a save that "
+                               "never finished")
+
+    def release_run_folder(self) -> None:
+        lock = getattr(self, "run_lock", None)
+        if lock is not None:
+            lock.release()
 
     def _setup_dataset(self) -> None:
         from ..data import build_dataset
@@ -248,6 +283,10 @@ def run(cfg: Config) -> int:
     try:
         session.setup()
         status = train_loop(session)
+        from .precision import peak_memory
+
+        session.reporter.end(status, session.position.step, **peak_memory(session.device))
+        return 0
     except UserError as err:
         if session.reporter:
             session.reporter.error(err.message, err.hint)
@@ -273,7 +312,4 @@ def run(cfg: Config) -> int:
     finally:
         if getattr(session, "stop", None):
             session.stop.uninstall()
-    from .precision import peak_memory
-
-    session.reporter.end(status, session.position.step, **peak_memory(session.device))
-    return 0
+        session.release_run_folder()  # after the last event: a waiting run sees a whole history
