@@ -289,7 +289,7 @@ def run(cfg: Config) -> int:
         return 0
     except UserError as err:
         if session.reporter:
-            session.reporter.error(err.message, err.hint)
+            session.reporter.error(err.message, err.hint, echo=False)  # the CLI prints it
             session.reporter.end("failed", session.position.step)
         raise
     except TrainingDiverged as err:
