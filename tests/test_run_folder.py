@@ -79,6 +79,11 @@ def finished_run(tiny_model, images, tmp_path_factory):
     (out / LEFTOVERS[1]).write_bytes(os.urandom(1000))
     (out / LEFTOVERS[2]).mkdir()
     (out / LEFTOVERS[2] / "optimizer.bin").write_bytes(os.urandom(2000))
+    # A diffusers folder being replaced when the run was killed: the old copy was swapped
+    # aside; with the new one in place it is a leftover, without it the only copy (moved back).
+    for name in ("at-step00000004", ".at-step00000004.old", ".at-step00000002.old"):
+        (out / name).mkdir()
+        (out / name / "model_index.json").write_text(name, encoding="utf-8")
     for name in USER_FILES:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("the user's", encoding="utf-8")
@@ -113,6 +118,10 @@ def test_leftovers_of_killed_saves_are_removed_and_nothing_else(finished_run):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == \
         [".last.safetensors.abc.tmp", ".my-settings.tmp", ".photos.partial"]
     assert not (out / "run.lock").exists()  # released and removed by a run that ended
+    assert "removed .at-step00000004.old (" in result.stderr
+    assert (out / "at-step00000004" / "model_index.json").read_text() == "at-step00000004"
+    assert (out / "at-step00000002" / "model_index.json").read_text() == ".at-step00000002.old"
+    assert "restored at-step00000002" in result.stderr
 
 
 # -------------------------------------------------------------------- two runs, one folder

@@ -140,19 +140,32 @@ def leftovers(folder: str | os.PathLike) -> list[Path]:
     return found
 
 
-def remove_leftovers(folder: str | os.PathLike) -> list[tuple[Path, int]]:
-    """Delete `leftovers(folder)`; returns each path with the bytes it freed.
-
-    Call this only while holding the folder's run lock: a live save's temporary file has the
-    same kind of name. A replaced folder whose replacement never arrived is moved back.
-    """
+def restore_swapped_out(folder: str | os.PathLike) -> list[Path]:
+    """Move back folders that a killed save had swapped aside before its replacement arrived
+    (they are the only copy); returns the folders restored."""
     folder = Path(folder)
-    for path in folder.iterdir() if folder.is_dir() else []:
+    restored = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         match = _SWAPPED_OUT.match(path.name)
         if match and path.is_dir() and not (folder / match["target"]).exists():
             os.replace(path, folder / match["target"])
+            restored.append(folder / match["target"])
+    return restored
+
+
+def remove_leftovers(folder: str | os.PathLike, keep: tuple = ()) -> list[tuple[Path, int]]:
+    """Delete `leftovers(folder)` except the paths in `keep`; returns each path with the bytes
+    it freed.
+
+    Call this only while holding the folder's run lock (a live save's temporary file has the
+    same kind of name), and after `restore_swapped_out`.
+    """
+    folder = Path(folder)
+    kept = {Path(path).resolve() for path in keep if path}
     removed = []
     for path in leftovers(folder):
+        if path.resolve() in kept:
+            continue
         size = _size(path)
         remove_path(path)
         removed.append((path, size))

@@ -140,10 +140,13 @@ class Session:
 
     def _remove_unfinished_saves(self) -> None:
         """Temporary files of saves a killed run never finished (safe: the folder is locked)."""
-        from ..atomic import remove_leftovers
+        from ..atomic import remove_leftovers, restore_swapped_out
         from ..disk_space import size_text
 
-        for path, size in remove_leftovers(self.run_dir):
+        for path in restore_swapped_out(self.run_dir):
+            self.reporter.info(f"restored {path.name}, which a save that never finished had "
+                               "moved aside")
+        for path, size in remove_leftovers(self.run_dir, keep=(self.cfg.resume,)):
             self.reporter.info(f"removed {path.name} ({size_text(size)}), left by a save that "
                                "never finished")
 
