@@ -74,3 +74,18 @@ def test_a_failing_sample_is_a_warning_and_the_run_still_saves(tiny_model, image
     assert events[-1] == {**events[-1], "kind": "end", "status": "finished"}
     assert (out / "last.safetensors").is_file()
     assert (out / "samples").read_text(encoding="utf-8") == "not a folder"
+
+
+def test_gui_check_shows_the_same_message(tmp_path):
+    from trainer.config import Config
+    from ui.formvalues import check, widget_values
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a sks dog --w 64\na sks dog --s 0\n", encoding="utf-8")
+    raw = widget_values(Config("db"))
+    raw.update(sample_prompts=str(prompts), output_dir=str(tmp_path / "out"),
+               train_data_dir=str(tmp_path), pretrained_model_name_or_path="owner/model")
+    _, problems = check("db", raw)
+    assert [str(p) for p in problems if p.option == "sample_prompts"] == [
+        f"--sample_prompts: {prompts} line 2: --s 0 is out of range; allowed 1 to 1000 "
+        "(sampling steps) (fix that line of the sample prompt file)"]
