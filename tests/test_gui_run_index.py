@@ -54,7 +54,6 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from trainer.config import Config
-from trainer.errors import UserError
     from ui.runner import Runner
     from ui.workspace import Workspace
 

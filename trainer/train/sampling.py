@@ -1,8 +1,8 @@
-"""Sample images during training, from a prompt file in the sd-scripts format
-(parsed and checked by trainer.sample_prompts).
+"""Sample images during training, from a prompt file in the sd-scripts format (parsed and
+checked by trainer.sample_prompts).
 
-Without --d a seed is derived from the run seed and the line, so
-the same prompt is drawn from the same noise every time and the images show what changed.
+Without --d a seed is derived from the run seed and the line, so the same prompt is drawn from
+the same noise every time and the images show what changed.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ class Session:
         self.run_dir = Path(cfg.output_dir)
         self.position = Position()
         self.reporter: Reporter | None = None
+        self.run_lock = None  # the main process's RunFolderLock, held until the run ends
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -151,9 +152,9 @@ class Session:
                                "never finished")
 
     def release_run_folder(self) -> None:
-        lock = getattr(self, "run_lock", None)
-        if lock is not None:
-            lock.release()
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
 
     def _setup_dataset(self) -> None:
         from ..data import build_dataset
