@@ -76,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _resolve(COMMANDS[command][1])(rest)
     except (ConfigError, UserError) as err:
-        if not getattr(err, "reported", False):
-            report_error(str(err))
+        report_error(str(err))
         return 2
     except KeyboardInterrupt:
         report_error("interrupted")

@@ -8,6 +8,7 @@ Every run owns one folder (its output_dir):
     samples/        sample images
     stop.request    created by anyone who wants the run to stop gracefully (holds the time of
                     the request; a trainer clears only requests older than its launch)
+    run.lock        locked by the running trainer (trainer/run_lock.py): one run per folder
 
 Event kinds and their fields (every event also has "kind" and "time"):
 

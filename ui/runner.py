@@ -1,14 +1,14 @@
 """Start trainer subprocesses one after another, stop them, and remember them across restarts.
 
 The GUI owns no training state: each run's folder is the truth (config.toml, events.jsonl,
-trainer.log). This module only keeps a small index (outputs/.runs.json) of the folders it has
-seen and the order of the queue, so a restarted GUI finds its runs and queue again. A trainer is
+trainer.log). This module only keeps a small index (outputs/.runs.json, see run_index.py) of the
+folders it has seen and the order of the queue, so a restarted GUI finds its runs and queue
+again, and GUIs sharing one outputs folder share one queue. A trainer is
 started in its own process group/session, so it outlives the GUI and keeps writing its folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,13 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer import atomic
 from trainer.config import Config, load_config, save_config
+from trainer.errors import UserError
 from trainer.processes import is_process, start_token
+from trainer.run_lock import held_by_another
 from trainer.runs import (CONFIG_FILE, EVENTS_FILE, LAUNCH_TIME_ENV, LOG_FILE, STOP_FILE, RunState,
                           request_stop, stop_request_time)
 
 from .formvalues import launch_argv
+from .run_index import RunIndex
 from .workspace import REPO, Workspace
 
 INDEX_FILE = ".runs.json"
@@ -45,6 +47,14 @@ class RunInfo:
 def folder_in_use(run_dir: Path) -> bool:
     """True when a folder already holds another run's files (which are never deleted)."""
     return (run_dir / EVENTS_FILE).exists() or (run_dir / CONFIG_FILE).exists()
+
+
+def refuse_if_running(run_dir: Path) -> None:
+    """A trainer (of this GUI, another GUI or the CLI) holds the folder: leave its config alone."""
+    holder = held_by_another(run_dir)
+    if holder:
+        raise UserError(f"{run_dir} is in use by a training run ({holder})",
+                        "wait until it ends, or choose another output folder")
 
 
 def trainer_env() -> dict[str, str]:
@@ -104,29 +114,18 @@ class Runner:
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.index_path = workspace.outputs / INDEX_FILE
+        self._shared_index = RunIndex(self.index_path)
         self._lock = threading.RLock()
         self._children: dict[Path, subprocess.Popen] = {}
         self._states: dict[Path, RunState] = {}
         self._thread: threading.Thread | None = None
         self._stop_thread = threading.Event()
-        self._index = self._read_index()
 
     # ------------------------------------------------------------------ index file
-    def _read_index(self) -> dict:
-        try:
-            data = json.loads(self.index_path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                return {"runs": dict(data.get("runs", {})), "queue": list(data.get("queue", []))}
-        except (OSError, ValueError):
-            pass
-        return {"runs": {}, "queue": []}
-
-    def _write_index(self) -> None:
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(self.index_path, json.dumps(self._index, indent=1, ensure_ascii=False))
-
-    def _entry(self, run_dir: Path) -> dict:
-        return self._index["runs"].setdefault(str(run_dir), {})
+    @property
+    def _index(self) -> dict:
+        """Read-only view; changes go through self._shared_index.update()."""
+        return self._shared_index.current()
 
     # ------------------------------------------------------------------ submitting
     def submit(self, cfg: Config) -> Path:
@@ -134,6 +133,7 @@ class Runner:
         run_dir = Path(cfg.output_dir).resolve()
         cfg.output_dir = str(run_dir)
         with self._lock:
+            refuse_if_running(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / CONFIG_FILE)
             self._enqueue(run_dir, cfg.mode)
@@ -143,6 +143,7 @@ class Runner:
     def resume(self, run_dir: Path, state_dir: Path) -> Path:
         """Queue the run again, continuing from a state folder, in the same run folder."""
         with self._lock:
+            refuse_if_running(run_dir)
             cfg = load_config(run_dir / CONFIG_FILE)
             cfg.resume = str(Path(state_dir).resolve())
             save_config(cfg, run_dir / CONFIG_FILE)
@@ -152,11 +153,11 @@ class Runner:
 
     def _enqueue(self, run_dir: Path, mode: str) -> None:
         key = str(run_dir)
-        self._index["runs"][key] = {"mode": mode, "queued": time.time()}
-        if key not in self._index["queue"]:
-            self._index["queue"].append(key)
+        with self._shared_index.update() as index:
+            index["runs"][key] = {"mode": mode, "queued": time.time()}
+            if key not in index["queue"]:
+                index["queue"].append(key)
         self._states.pop(run_dir, None)
-        self._write_index()
 
     # ------------------------------------------------------------------ the queue
     def queue(self) -> list[Path]:
@@ -164,29 +165,27 @@ class Runner:
             return [Path(p) for p in self._index["queue"]]
 
     def move(self, run_dir: Path, delta: int) -> None:
-        with self._lock:
-            queue = self._index["queue"]
+        with self._lock, self._shared_index.update() as index:
+            queue = index["queue"]
             key = str(run_dir)
             if key not in queue:
                 return
             old = queue.index(key)
             new = max(0, min(len(queue) - 1, old + delta))
             queue.insert(new, queue.pop(old))
-            self._write_index()
 
     def remove(self, run_dir: Path) -> bool:
         """Take a run out of the queue before it starts; its folder stays as it is."""
-        with self._lock:
+        with self._lock, self._shared_index.update() as index:
             key = str(run_dir)
-            if key not in self._index["queue"]:
+            if key not in index["queue"]:
                 return False
-            self._index["queue"].remove(key)
-            self._index["runs"].pop(key, None)
-            self._write_index()
+            index["queue"].remove(key)
+            index["runs"].pop(key, None)
             return True
 
     # ------------------------------------------------------------------ processes
-    def _launch(self, run_dir: Path) -> None:
+    def _launch(self, run_dir: Path, index: dict) -> None:
         cfg = load_config(run_dir / CONFIG_FILE)
         argv = launch_argv(cfg) + ["--config", str(run_dir / CONFIG_FILE)]
         launched = time.time()
@@ -196,7 +195,7 @@ class Runner:
         env = {**trainer_env(), LAUNCH_TIME_ENV: repr(launched)}
         process = spawn(argv, run_dir / LOG_FILE, self.workspace.home, env)
         self._children[run_dir] = process
-        entry = self._entry(run_dir)
+        entry = index["runs"].setdefault(str(run_dir), {})
         # With its start time, a PID reused by another program after the trainer ended is not
         # taken for the trainer (nor signalled).
         entry.update(launched=launched, pid=process.pid, pid_started=start_token(process.pid))
@@ -233,13 +232,16 @@ class Runner:
         with self._lock:
             if self.active() is not None or not self._index["queue"]:
                 return
-            run_dir = Path(self._index["queue"].pop(0))
-            try:
-                self._launch(run_dir)
-            except Exception as err:  # a bad folder must not block the rest of the queue
-                self._entry(run_dir).update(launched=time.time(), pid=None,
-                                            launch_error=f"could not start: {err}")
-            self._write_index()
+            # Decided again under the index lock: another GUI may have started one meanwhile.
+            with self._shared_index.update() as index:
+                if self.active() is not None or not index["queue"]:
+                    return
+                run_dir = Path(index["queue"].pop(0))
+                try:
+                    self._launch(run_dir, index)
+                except Exception as err:  # a bad folder must not block the rest of the queue
+                    index["runs"].setdefault(str(run_dir), {}).update(
+                        launched=time.time(), pid=None, launch_error=f"could not start: {err}")
 
     def stop(self, run_dir: Path, now: bool = False) -> None:
         """Ask the trainer to stop after the current step (saving state and model);

@@ -170,7 +170,10 @@ class RunsHandlers:
         if state is None:
             return messages.note(f"{run_dir.name} has no saved state to resume from (turn on "
                                  "save_state, or stop the run with Stop, which saves one).", "warning")
-        self.ctx.runner.resume(run_dir, state)
+        try:
+            self.ctx.runner.resume(run_dir, state)
+        except UserError as err:
+            return messages.note(f"{err.message} ({err.hint})", "error")
         return messages.note(f"Resuming {run_dir.name} from {state.name}.", "ok")
 
     def move(self, selected: str | None, delta: int):

@@ -266,6 +266,7 @@ def _check_paths(cfg: Config):
         problem = output_dir_problem(Path(cfg.output_dir).expanduser())
         if problem:
             yield Problem("output_dir", problem)
+    yield from _check_sample_prompts(cfg)
 
 
 def output_dir_problem(folder: Path) -> str | None:
@@ -282,3 +283,17 @@ def output_dir_problem(folder: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable; give a folder you can write to"
     return None
+
+
+def _check_sample_prompts(cfg: Config):
+    """Every line of the prompt file, so a bad value stops the run before training, not after."""
+    path = Path(cfg.sample_prompts).expanduser() if cfg.sample_prompts else None
+    if path is None or not path.is_file():
+        return  # a missing file is reported by _check_paths
+    from ..errors import UserError
+    from ..sample_prompts import read_prompts
+
+    try:
+        read_prompts(path)
+    except UserError as err:
+        yield Problem("sample_prompts", str(err))

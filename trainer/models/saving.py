@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..disk_space import ensure_free_space
 from ..errors import UserError
 from .bundle import SAVE_FORMATS, SINGLE_FORMATS, ModelBundle
 
@@ -34,6 +35,7 @@ def save_model(bundle: ModelBundle, path, *, save_model_as: str | None = None,
         "text_encoder": _state_dict(text_encoder if text_encoder is not None
                                     else bundle.text_encoder, dtype),
     }
+    ensure_free_space(path.parent, _bytes(parts), f"the model {path.name}")
     if fmt in SINGLE_FORMATS:
         _save_single(bundle, path, parts, dtype, metadata)
     else:
@@ -43,6 +45,10 @@ def save_model(bundle: ModelBundle, path, *, save_model_as: str | None = None,
             _note_dropped(bundle, "a diffusers folder keeps only the U-Net, VAE and text encoder")
         write_diffusers(bundle, path, parts, safetensors=fmt == "diffusers_safetensors")
     return path
+
+
+def _bytes(parts: dict) -> int:
+    return sum(t.numel() * t.element_size() for part in parts.values() for t in part.values())
 
 
 def _resolve_format(path: Path, save_model_as: str | None, bundle: ModelBundle) -> str:

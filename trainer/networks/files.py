@@ -15,6 +15,7 @@ from typing import Mapping
 import torch
 
 from ..atomic import atomic_path
+from ..disk_space import ensure_free_space
 from ..errors import UserError
 from . import targets as T
 
@@ -160,6 +161,8 @@ def save_network_file(state_dict: Mapping[str, torch.Tensor], path: str | os.Pat
         raise UserError(f"{path.name}: a LoRA is saved as .safetensors or .ckpt/.pt",
                         "change the file extension")
     tensors = cast_tensors(state_dict, to_dtype(dtype))
+    ensure_free_space(path.parent, sum(t.numel() * t.element_size() for t in tensors.values()),
+                      f"the LoRA {path.name}")
     with atomic_path(path) as tmp:
         if suffix == SAFETENSORS:
             from safetensors.torch import save_file

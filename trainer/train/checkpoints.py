@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic
+from ..disk_space import disk_full_error, ensure_free_space, is_disk_full
 from ..errors import UserError
 
 STATE_FILE = "train_state.json"
@@ -81,22 +82,36 @@ def prune(naming: Naming, kind: str, *, state: bool, keep_last: int | None,
     return doomed
 
 
-def save_training_state(accelerator, folder: Path, train_state: dict) -> Path:
+def save_training_state(accelerator, folder: Path, train_state: dict, *,
+                        weight_bytes: int = 0) -> Path:
     """accelerate's state (models, optimizer, schedule, scaler, RNG) plus our position.
 
-    Written into a temporary folder first, so an interrupted save never replaces a good one.
+    Written into a temporary folder first, so an interrupted save never replaces a good one;
+    a failed save (a full disk) removes it again. `weight_bytes` (the trained weights, a lower
+    bound of the state's size) is checked against the free space first.
     """
-    partial = folder.with_name(f".{folder.name}.partial")
-    if accelerator.is_main_process and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
+    partial = atomic.partial_state_dir(folder)
     if accelerator.is_main_process:
-        atomic.write_text(partial / STATE_FILE, json.dumps(train_state, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
+        ensure_free_space(folder.parent, weight_bytes, f"the training state {folder.name}")
+        if partial.exists():
+            shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            atomic.write_text(partial / STATE_FILE, json.dumps(train_state, indent=2))
+            atomic.give_default_mode(partial)  # safetensors writes private 0600 files
+            if folder.exists():
+                shutil.rmtree(folder)
+            partial.rename(folder)
+    except Exception as err:
+        full = is_disk_full(err, folder.parent)
+        if accelerator.is_main_process:
+            atomic.remove_path(partial)
+        if full:
+            raise disk_full_error(folder) from None
+        raise
     accelerator.wait_for_everyone()
     return folder
 

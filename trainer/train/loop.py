@@ -112,6 +112,12 @@ def _learning_rates(session) -> dict[str, float]:
                                                     session.optimizer.param_groups)}
 
 
+def _trained_bytes(session) -> int:
+    """The trained weights' size: every state holds them (and more: the optimizer's moments)."""
+    return sum(p.numel() * p.element_size() for group in session.optimizer.param_groups
+               for p in group["params"])
+
+
 def save_checkpoint(session, stem: str, *, kind: str, number: int, with_state: bool) -> None:
     s, cfg = session, session.cfg
     if s.is_main:
@@ -121,7 +127,8 @@ def save_checkpoint(session, stem: str, *, kind: str, number: int, with_state: b
             keep = cfg.save_last_n_epochs if kind == "epoch" else cfg.save_last_n_steps
             prune(s.naming, kind, state=False, keep_last=keep, current=number)
     if with_state:
-        folder = save_training_state(s.accelerator, s.naming.state_path(stem), s.train_state())
+        folder = save_training_state(s.accelerator, s.naming.state_path(stem), s.train_state(),
+                                     weight_bytes=_trained_bytes(s))
         if s.is_main:
             s.reporter.save(s.position.step, s.epoch_of_last_step, folder, "state")
             if kind in ("epoch", "step"):

@@ -42,9 +42,11 @@ class Reporter:
             self._console.line(f"warning: {message}")
             self.events.emit("warning", message=message)
 
-    def error(self, message: str, hint: str | None = None) -> None:
+    def error(self, message: str, hint: str | None = None, *, echo: bool = True) -> None:
+        """echo=False: the caller prints the message itself (the CLI's one error line)."""
         if self.enabled:
-            self._console.line(f"error: {message}" + (f" ({hint})" if hint else ""))
+            if echo:
+                self._console.line(f"error: {message}" + (f" ({hint})" if hint else ""))
             self.events.emit("error", message=message, hint=hint)
 
     # -- run lifecycle

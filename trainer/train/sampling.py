@@ -1,17 +1,19 @@
-"""Sample images during training, from a prompt file in the sd-scripts format.
+"""Sample images during training, from a prompt file in the sd-scripts format (parsed and
+checked by trainer.sample_prompts).
 
-Each line: a prompt, then optional `--n negative`, `--w width`, `--h height`, `--d seed`,
-`--l CFG scale`, `--s steps`. Without --d a seed is derived from the run seed and the line, so
-the same prompt is drawn from the same noise every time and the images show what changed.
+Without --d a seed is derived from the run seed and the line, so the same prompt is drawn from
+the same noise every time and the images show what changed.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import sys
+import traceback
 from pathlib import Path
 
 from ..errors import UserError
+# parse_prompt_line is re-exported for callers that knew it here.
+from ..sample_prompts import SamplePrompt, parse_prompt_line, read_prompts  # noqa: F401
 from .seeding import derive_seed
 
 SAMPLERS = {
@@ -32,58 +34,6 @@ SAMPLERS = {
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
     "dpmsingle": ("DPMSolverSinglestepScheduler", {}),
 }
-_FLAG = re.compile(r"(?:^|\s)--([nwhdls])\s+")
-
-
-@dataclass
-class SamplePrompt:
-    prompt: str
-    negative: str = ""
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    scale: float = 7.5
-    steps: int = 20
-    extras: dict = field(default_factory=dict)
-
-
-def parse_prompt_line(line: str) -> SamplePrompt:
-    parts = _FLAG.split(line)
-    sample = SamplePrompt(prompt=parts[0].strip())
-    for flag, value in zip(parts[1::2], parts[2::2]):
-        value = value.strip()
-        try:
-            if flag == "n":
-                sample.negative = value
-            elif flag == "w":
-                sample.width = int(value)
-            elif flag == "h":
-                sample.height = int(value)
-            elif flag == "d":
-                sample.seed = int(value)
-            elif flag == "l":
-                sample.scale = float(value)
-            elif flag == "s":
-                sample.steps = int(value)
-        except ValueError:
-            raise UserError(f"sample prompt option --{flag} {value!r} is not a number",
-                            f"fix the line: {line.strip()}") from None
-    return sample
-
-
-def read_prompts(path: str | Path) -> list[SamplePrompt]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text", "save the prompt file as UTF-8") from None
-    except OSError as err:
-        raise UserError(f"cannot read the sample prompt file {path}: {err.strerror}") from None
-    prompts = [parse_prompt_line(line) for line in text.splitlines()
-               if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise UserError(f"{path} holds no prompts", "write one prompt per line")
-    return prompts
 
 
 def make_scheduler(sampler: str, noise_scheduler_config: dict):
@@ -127,25 +77,37 @@ class SampleMaker:
         self.default_size = parse_resolution(session.cfg.resolution)
 
     def make(self, step: int, epoch: int) -> list[Path]:
-        import torch
-        from diffusers import StableDiffusionPipeline
-
+        """The images of every prompt. A failure (out of memory, an unwritable folder...) is a
+        warning: sample images are never worth losing the training for."""
         session = self.session
         if not session.is_main:
             return []
+        try:
+            return self._make(step, epoch)
+        except Exception as err:
+            traceback.print_exc(file=sys.stderr)  # the details go to trainer.log
+            _free_cached_memory()
+            session.reporter.warning(f"making sample images at step {step} failed "
+                                     f"({type(err).__name__}: {err}); training goes on")
+            return []
+
+    def _make(self, step: int, epoch: int) -> list[Path]:
+        from diffusers import StableDiffusionPipeline
+
+        session, cfg = self.session, self.session.cfg
         unet, text_encoder, extras = session.target.sampling_modules()
         modes = [(m, m.training) for m in (unet, text_encoder, *extras)]
         for module, _ in modes:
             module.eval()
-        cfg = session.cfg
-        pipe = StableDiffusionPipeline(
-            vae=session.bundle.vae, text_encoder=text_encoder, tokenizer=session.bundle.tokenizer,
-            unet=unet, scheduler=make_scheduler(cfg.sample_sampler, session.bundle.noise_scheduler_config),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
         paths = []
         try:
+            pipe = StableDiffusionPipeline(
+                vae=session.bundle.vae, text_encoder=text_encoder,
+                tokenizer=session.bundle.tokenizer, unet=unet,
+                scheduler=make_scheduler(cfg.sample_sampler, session.bundle.noise_scheduler_config),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            pipe.set_progress_bar_config(disable=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
             for index, sample in enumerate(self.prompts):
                 paths.append(self._one(pipe, text_encoder, index, sample, step, epoch))
         finally:
@@ -178,6 +140,13 @@ class SampleMaker:
         image.save(path, pnginfo=info)
         session.reporter.sample(step, epoch, path, sample.prompt, image)
         return path
+
+
+def _free_cached_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _multiple_of_8(value: int) -> int:

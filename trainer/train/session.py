@@ -64,6 +64,7 @@ class Session:
         self.position = Position()
         self.reporter: Reporter | None = None
         self.launched = launch_time(default=time.time())
+        self.run_lock = None  # the main process's RunFolderLock, held until the run ends
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -110,6 +111,7 @@ class Session:
         except OSError as err:
             raise UserError(f"--output_dir: cannot create {self.run_dir}: {err.strerror}",
                             "give a folder you can write to") from None
+        self._lock_run_folder()  # before anything in the folder is touched
         events = self.run_dir / EVENTS_FILE
         if self.is_main and events.exists() and not self.cfg.resume:
             # A fresh run in a used folder: keep the old history beside it, never delete it.
@@ -120,7 +122,44 @@ class Session:
         self.stop = StopFlag(self.run_dir).install()
         if self.is_main:
             self.stop.clear_stale(self.launched)
+            self._remove_unfinished_saves()
             save_config(self.cfg, self.run_dir / CONFIG_FILE)
+
+    def _lock_run_folder(self) -> None:
+        """Only one run writes a run folder; the others are refused at once, on every rank."""
+        from ..run_lock import RunFolderLock
+
+        refusal = None
+        if self.is_main:
+            try:
+                self.run_lock = RunFolderLock(self.run_dir).acquire()
+            except UserError as err:
+                refusal = (err.message, err.hint)
+        if self.world > 1:
+            from accelerate.utils import broadcast_object_list
+
+            shared = [refusal]
+            broadcast_object_list(shared)
+            refusal = shared[0]
+        if refusal:
+            raise UserError(*refusal)
+
+    def _remove_unfinished_saves(self) -> None:
+        """Temporary files of saves a killed run never finished (safe: the folder is locked)."""
+        from ..atomic import remove_leftovers, restore_swapped_out
+        from ..disk_space import size_text
+
+        for path in restore_swapped_out(self.run_dir):
+            self.reporter.info(f"restored {path.name}, which a save that never finished had "
+                               "moved aside")
+        for path, size in remove_leftovers(self.run_dir, keep=(self.cfg.resume,)):
+            self.reporter.info(f"removed {path.name} ({size_text(size)}), left by a save that "
+                               "never finished")
+
+    def release_run_folder(self) -> None:
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
 
     def _setup_dataset(self) -> None:
         from ..data import build_dataset
@@ -258,11 +297,14 @@ def run(cfg: Config) -> int:
     try:
         session.setup()
         status = train_loop(session)
+        from .precision import peak_memory
+
+        session.reporter.end(status, session.position.step, **peak_memory(session.device))
+        return 0
     except UserError as err:
         if session.reporter:
-            session.reporter.error(err.message, err.hint)
+            session.reporter.error(err.message, err.hint, echo=False)  # the CLI prints it
             session.reporter.end("failed", session.position.step)
-            err.reported = True  # printed once: the command line does not repeat it
         raise
     except TrainingDiverged as err:
         session.reporter.error(str(err), "with fp16 try mixed_precision=bf16 or no_half_vae; "
@@ -284,7 +326,4 @@ def run(cfg: Config) -> int:
     finally:
         if getattr(session, "stop", None):
             session.stop.uninstall()
-    from .precision import peak_memory
-
-    session.reporter.end(status, session.position.step, **peak_memory(session.device))
-    return 0
+        session.release_run_folder()  # after the last event: a waiting run sees a whole history
