@@ -176,7 +176,7 @@ class Gui:
                 time.sleep(1)
         self.page.wait_for_selector("#train-start", timeout=30000)
         # The page is ready once its load event has proposed a run folder.
-        self.page.wait_for_function("() => document.querySelector('#opt-output_dir input').value",
+        self.page.wait_for_function("() => document.querySelector('#opt-output_dir input')?.value",
                                     timeout=30000)
         return self
 

@@ -38,7 +38,7 @@ def test_folder_builder_copies_pictures_and_fills_the_train_tab(page, server):
     text = gui.wait_text("build-balance", "does not hold")
     assert "Suggested repeats: 4 (4 × 3 = 12)" in text
     gui.click("build-suggest")
-    gui.page.wait_for_function("() => document.querySelector('#build-repeats input').value === '4'")
+    gui.page.wait_for_function("() => document.querySelector('#build-repeats input')?.value === '4'")
     message = gui.press("build-run", "build-message", expect="Built")
     concept = server.home / "datasets" / "sks-dog" / "img" / "4_sks dog"
     assert sorted(p.name for p in concept.iterdir()) == ["IMG 0.jpg", "IMG 1.jpg", "IMG 2.jpg"]
@@ -68,7 +68,7 @@ def test_caption_preview_counts_tokens_and_saves_edits(page, server, tiny_model)
     labels = captions.all_inner_texts()
     assert "a photo of sks dog [5 tokens]" in labels and "sks dog [2 tokens]" in labels
     gui.page.locator("#captions-gallery button.thumbnail-item, #captions-gallery .thumbnail-item").nth(2).click()
-    gui.page.wait_for_function("() => document.querySelector('#caption-text textarea').value === 'sks dog'")
+    gui.page.wait_for_function("() => document.querySelector('#caption-text textarea')?.value === 'sks dog'")
     assert "from the folder name" in gui.text("caption-about")
     gui.page.locator("#caption-text textarea").fill("sks dog, sitting")
     gui.press("caption-save", "caption-message", expect="Saved img002.caption")

@@ -61,7 +61,7 @@ def test_events_show_up_in_the_page_within_two_seconds(page, server):
     with open(run_dir / "trainer.log", "a", encoding="utf-8") as log:
         log.write("step 8/20 loss 0.0625\n")
     gui.page.wait_for_function(
-        "() => document.querySelector('#run-log textarea').value.includes('step 8/20 loss')")
+        "() => document.querySelector('#run-log textarea')?.value?.includes('step 8/20 loss')")
 
     writer.emit("error", message="CUDA out of memory", hint="lower train_batch_size")
     writer.emit("end", status="failed", step=8)

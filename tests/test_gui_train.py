@@ -35,7 +35,7 @@ def test_page_serves_fast_and_proposes_a_fresh_run_folder(gui, server):
     assert gui.value("logging_dir") == output_dir + "/logs"
     gui.click("train-new-folder")
     gui.page.wait_for_function(
-        "old => document.querySelector('#opt-output_dir input').value !== old", arg=output_dir)
+        "old => { const e = document.querySelector('#opt-output_dir input'); return !!e && e.value !== old; }", arg=output_dir)
 
 
 def test_check_shows_every_problem_in_the_page(gui):
@@ -65,7 +65,7 @@ def test_print_command_shows_a_copyable_command_line(gui, server):
     gui.click("train-print")
     command = gui.page.locator("#train-command textarea")
     command.wait_for()
-    gui.page.wait_for_function("() => document.querySelector('#train-command textarea').value")
+    gui.page.wait_for_function("() => document.querySelector('#train-command textarea')?.value")
     argv = shlex.split(command.input_value())
     assert argv[:4] == ["python", "-m", "trainer", "db"]
     assert f"--train_data_dir={train}" in argv and f"--reg_data_dir={reg}" in argv
@@ -165,14 +165,14 @@ def test_browse_puts_folder_and_file_paths_into_the_form(gui, server):
     entries.get_by_text("5_sks dog/", exact=True).wait_for()
     gui.click("browse-use-here")
     gui.page.wait_for_function(
-        "v => document.querySelector('#opt-train_data_dir input').value === v", arg=str(train))
+        "v => document.querySelector('#opt-train_data_dir input')?.value === v", arg=str(train))
     gui.click("browse-up")
     entries.get_by_text("prompts.txt", exact=True).click()
     gui.choose("#browse-target", "sample_prompts")
     gui.click("browse-use")
     gui.reveal("sample_prompts")
     gui.page.wait_for_function(
-        "v => document.querySelector('#opt-sample_prompts input').value === v", arg=str(prompts))
+        "v => document.querySelector('#opt-sample_prompts input')?.value === v", arg=str(prompts))
     gui.click("browse-up")
     gui.click("browse-up")  # never above the allowed folder
     assert entries.get_by_text("browse me/", exact=True).is_visible()

@@ -108,9 +108,9 @@ def test_train_watch_queue_reload_stop_and_resume(page, server, tiny_model):
     gui.choose("#run-select", first)
     gui.page.locator("#run-resume:not([disabled])").wait_for()
     gui.press("run-resume", "run-action", expect="Resuming")
-    gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='finished']").wait_for(timeout=180000)
+    gui.page.locator(f"#runs-table tr[data-run='{second}'][data-status='finished']").wait_for(timeout=600000)
     state = wait_progress(gui, lambda s: s["status"] == "finished" and first in s["text"],
-                          "the resumed run to finish", timeout=240)
+                          "the resumed run to finish", timeout=600)
     assert state["step"] == FIRST_STEPS
     events = read_events(server.home / "outputs" / first / "events.jsonl")[0]
     starts = [e for e in events if e["kind"] == "start"]
