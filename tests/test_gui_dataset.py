@@ -95,3 +95,25 @@ def test_bucket_preview_shows_buckets_and_steps(page, server):
     assert buckets.count() == 3
     assert gui.page.locator("#buckets-gallery .thumbnail-item").count() == 4 or \
         gui.page.locator("#buckets-gallery img").count() >= 4
+
+
+def test_regularization_images_from_the_train_tabs_model(page, server):
+    """The default form is the demo preset: its bundled model draws two class images."""
+    from PIL import Image
+
+    gui = Gui(page, server).open()
+    gui.tab("Dataset")
+    gui.page.get_by_role("tab", name="Regularization images").click()
+    gui.page.locator("#reg-class input").fill("circle")
+    gui.page.locator("#reg-prompt input").fill("a circle")
+    gui.page.locator("#reg-count input").fill("2")
+    gui.page.locator("#reg-steps input").fill("2")
+    status = gui.press("reg-run", "reg-status", expect="Done", timeout=300)
+    assert "python -m trainer reg-generate" in status and "--resolution 64" in status
+    folder = server.home / "datasets" / "circle-reg" / "1_circle"
+    images = sorted(folder.glob("*.png"))
+    assert len(images) == 2 and all(p.with_suffix(".caption").is_file() for p in images)
+    with Image.open(images[0]) as picture:
+        assert picture.size == (64, 64) and "a circle" in picture.text["parameters"]
+    gui.tab("Train")
+    assert gui.value("reg_data_dir") == str(folder.parent)
