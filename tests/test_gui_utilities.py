@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -196,7 +197,7 @@ def test_combine_two_loras_into_one_through_the_api(server, lora_file):
     assert "Done" in status and "--new_rank 2" in status, status
     assert {v.shape[0] for k, v in read_network_file(out)[0].items()
             if k.endswith(".lora_down.weight")} == {2}
-    outside = server.home.parent / "elsewhere.safetensors"
+    outside = Path("/var/tmp/combined-not-allowed.safetensors")  # beyond the GUI's folders
     status = client.call("combine-run", **{"combine-loras": loras,
                                            "combine-out": str(outside)})[0]
     assert "outside the folders" in status and not outside.exists()

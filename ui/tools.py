@@ -146,6 +146,26 @@ def reg_generate_argv(cfg, class_prompt, count, out, negative="", steps=30, scal
     return argv
 
 
+def caption_argv(folder, method, model="", prefix="", caption_extension=".caption",
+                 thresh=0.35, undesired="", overwrite=False, recursive=True,
+                 preview=False) -> list[str]:
+    argv = ["caption", _need(folder, "image folder"), "--method", method,
+            "--caption_extension", caption_extension or ".caption"]
+    if model and model.strip():
+        argv += ["--model", model.strip()]
+    if prefix and prefix.strip():
+        argv += ["--prefix", prefix.strip()]
+    if method == "wd14":
+        argv += ["--thresh", f"{float(thresh):g}", "--remove_underscore"]
+        if undesired and undesired.strip():
+            argv += ["--undesired_tags", undesired.strip()]
+    for flag, on in (("--overwrite", overwrite), ("--recursive", recursive),
+                     ("--preview", preview)):
+        if on:
+            argv.append(flag)
+    return argv
+
+
 def info_argv(file, layers: bool = False) -> list[str]:
     return ["lora-info", _need(file, "LoRA file"), *(["--layers"] if layers else [])]
 
