@@ -221,7 +221,7 @@ def build(ctx: AppContext, form: Form) -> None:
             build_folder_builder(ctx, form)
         with gr.Tab("Regularization images", id="reg-images"):
             reg_tab.build(ctx, form)
-        with gr.Tab("Auto captions", id="auto-captions"):
+        with gr.Tab("Captioning", id="auto-captions"):
             caption_tab.build(ctx, form)
         build_previews(ctx, form)
 
