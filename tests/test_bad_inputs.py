@@ -46,6 +46,12 @@ def lora(w, *extra, **over) -> list:
     return ["lora", *db(w, *extra, **over)[1:]]
 
 
+def _reg(w, *over) -> list:
+    """reg-generate with one flag replaced (argparse keeps the last of a repeated flag)."""
+    return ["reg-generate", "--pretrained_model_name_or_path", w.model, "--class_prompt", "dog",
+            "--count", "2", "--out", w.tmp / "reg-out", *over]
+
+
 def _text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -283,6 +289,14 @@ CASES = [
                                                  "--clamp_quantile", "2",
                                                  "--save_to", w.tmp / "x.safetensors"],
          "--clamp_quantile", "e.g. 0.99", "tools"),
+    Case("reg-generate-count-zero", lambda w: _reg(w, "--count", "0"), "--count", "e.g. 200",
+         "tools"),
+    Case("reg-generate-huge-resolution", lambda w: _reg(w, "--resolution", "100000"),
+         "--resolution", "512 to 1024", "tools"),
+    Case("reg-generate-empty-prompt", lambda w: _reg(w, "--class_prompt", " "), "--class_prompt",
+         "a photo of a dog", "tools"),
+    Case("reg-generate-out-is-file", lambda w: _reg(w, "--out", w.file), "a-picture.png",
+         "give a folder", "tools"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
@@ -95,3 +97,52 @@ def test_bucket_preview_shows_buckets_and_steps(page, server):
     assert buckets.count() == 3
     assert gui.page.locator("#buckets-gallery .thumbnail-item").count() == 4 or \
         gui.page.locator("#buckets-gallery img").count() >= 4
+
+
+def test_regularization_images_from_the_train_tabs_model(page, server):
+    """The Train tab's model (the bundled demo model) draws two class images at its resolution."""
+    from PIL import Image
+
+    from trainer.demo import files
+
+    gui = Gui(page, server).open()
+    gui.set("pretrained_model_name_or_path", str(files.BASE_MODEL))
+    gui.set("tokenizer", str(files.TOKENIZER))
+    gui.set("resolution", "64")
+    gui.tab("Dataset")
+    gui.page.get_by_role("tab", name="Regularization images").click()
+    gui.page.locator("#reg-class input").fill("circle")
+    gui.page.locator("#reg-prompt input").fill("a circle")
+    gui.page.locator("#reg-count input").fill("2")
+    gui.page.locator("#reg-steps input").fill("2")
+    status = gui.press("reg-run", "reg-status", expect="Done", timeout=300)
+    assert "python -m trainer reg-generate" in status and "--resolution 64" in status
+    folder = server.home / "datasets" / "circle-reg" / "1_circle"
+    images = sorted(folder.glob("*.png"))
+    assert len(images) == 2 and all(p.with_suffix(".caption").is_file() for p in images)
+    with Image.open(images[0]) as picture:
+        assert picture.size == (64, 64) and "a circle" in picture.text["parameters"]
+    gui.tab("Train")
+    assert gui.value("reg_data_dir") == str(folder.parent)
+
+
+def test_auto_captions_preview_then_write_through_the_api(server):
+    from caption_models import build_tagger
+    from gui_api import GradioAPI
+    from helpers import COLORS
+
+    tagger = build_tagger(server.home / "datasets" / "tagger")
+    pics = server.home / "datasets" / "to caption" / "10_sks dog"
+    red = make_image(pics / "red.png", color=COLORS[0])
+    client = GradioAPI(server.base, server.token)
+    values = {"caption-folder": str(pics.parent), "caption-method": "wd14",
+              "caption-model": str(tagger), "caption-prefix": "sks dog"}
+    status, output = client.call("caption-preview", **values)
+    assert "Done" in status and "red.png: sks dog, hatsune miku" in output, (status, output)
+    assert not red.with_suffix(".caption").exists()
+    status, output = client.call("caption-write", **values)
+    assert "Done" in status and "wrote 1 caption files" in output, (status, output)
+    assert red.with_suffix(".caption").read_text(encoding="utf-8").startswith("sks dog, hatsune")
+    outside = Path("/var/tmp/captions-not-allowed")  # beyond every folder the GUI may use
+    status, _ = client.call("caption-write", **{**values, "caption-folder": str(outside)})
+    assert "outside the folders" in status

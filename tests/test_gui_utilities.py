@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,59 @@ def test_convert_the_demo_model_in_the_page_with_its_tokenizer(page, server):
     status = gui.press("convert-run", "convert-status", expect="Done", timeout=180)
     assert "--tokenizer" in status
     assert target.is_file() and target.stat().st_size > 1_000_000
+
+
+# ------------------------------------------------------------------ combine and extract
+@needs_command("lora-extract")
+def test_extract_a_lora_from_a_finetune_in_the_page(page, server, tiny_model, tiny_single,
+                                                    lora_file):
+    """The 'fine-tune' is the base with a LoRA merged in: extraction finds that LoRA again."""
+    from trainer.models import load_model, save_model
+    from trainer.networks.files import read_network_file
+    from trainer.networks.merge import merge_into
+
+    tuned = server.home / "models" / "tuned.safetensors"
+    bundle = load_model(str(tiny_model("tiny-v1")))
+    merge_into(bundle.unet, bundle.text_encoder, lora_file)
+    save_model(bundle, tuned)
+    out = server.home / "outputs" / "extracted lora.safetensors"
+    gui = Gui(page, server).open()
+    gui.tab("Utilities")
+    gui.page.get_by_role("tab", name="Extract LoRA").click()
+    gui.page.locator("#extract-base input").fill(str(tiny_single("tiny-v1")))
+    gui.page.locator("#extract-tuned input").fill(str(tuned))
+    gui.page.locator("#extract-out input").fill(str(out))
+    gui.page.locator("#extract-tokenizer input").fill(str(tiny_model("tiny-v1")))
+    gui.page.locator("#extract-dim input").fill("4")
+    status = gui.press("extract-run", "extract-status", expect="Done", timeout=300)
+    assert "python -m trainer lora-extract" in status and "--dim 4" in status
+    output = gui.page.locator("#extract-output textarea").input_value()
+    assert "with the text encoder" in output  # the merged LoRA changed it too
+    tensors, _ = read_network_file(out)
+    source, _ = read_network_file(lora_file)
+    assert {k for k in tensors if k.endswith(".lora_down.weight")} == \
+        {k for k in source if k.endswith(".lora_down.weight")}
+
+
+@needs_command("lora-merge")
+def test_combine_two_loras_into_one_through_the_api(server, lora_file):
+    from gui_api import GradioAPI
+    from trainer.networks.files import read_network_file
+
+    client = GradioAPI(server.base, server.token)
+    out = server.home / "outputs" / "combined.safetensors"
+    loras = f"{lora_file} : 0.5\n{lora_file} : -0.25"
+    status = client.call("combine-run", **{"combine-loras": loras, "combine-out": str(out)})[0]
+    assert "Done" in status and "--base" not in status, status
+    ranks = {v.shape[0] for k, v in read_network_file(out)[0].items()
+             if k.endswith(".lora_down.weight")}
+    assert ranks == {8}  # two rank-4 files, concatenated
+    status = client.call("combine-run", **{"combine-loras": loras, "combine-out": str(out),
+                                           "combine-rank": 2, "combine-overwrite": True})[0]
+    assert "Done" in status and "--new_rank 2" in status, status
+    assert {v.shape[0] for k, v in read_network_file(out)[0].items()
+            if k.endswith(".lora_down.weight")} == {2}
+    outside = Path("/var/tmp/combined-not-allowed.safetensors")  # beyond the GUI's folders
+    status = client.call("combine-run", **{"combine-loras": loras,
+                                           "combine-out": str(outside)})[0]
+    assert "outside the folders" in status and not outside.exists()

@@ -12,7 +12,7 @@ import gradio as gr
 
 from trainer.errors import UserError
 
-from . import dataset_builder, messages, paths
+from . import caption_tab, dataset_builder, messages, paths, reg_tab
 from .context import AppContext
 from .form import Form
 from .formvalues import config_from_widgets
@@ -219,5 +219,9 @@ def build(ctx: AppContext, form: Form) -> None:
     with gr.Tabs(elem_id="dataset-tabs"):
         with gr.Tab("Folder builder", id="builder"):
             build_folder_builder(ctx, form)
+        with gr.Tab("Regularization images", id="reg-images"):
+            reg_tab.build(ctx, form)
+        with gr.Tab("Captioning", id="auto-captions"):
+            caption_tab.build(ctx, form)
         build_previews(ctx, form)
 

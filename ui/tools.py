@@ -95,6 +95,77 @@ def merge_argv(base, loras_text, out, save_model_as=None, save_precision=None, v
             *_options(save_model_as, save_precision, v2, v_parameterization, overwrite, tokenizer)]
 
 
+def combine_argv(loras_text, out, new_rank=None, save_precision=None, overwrite=False) -> list[str]:
+    """LoRA files into one LoRA (lora-merge without --base); new_rank: SVD to that rank."""
+    argv = ["lora-merge", "--lora", *parse_loras(loras_text), "--out", _need(out, "output file")]
+    if new_rank not in (None, "", 0):
+        if int(new_rank) < 1:
+            raise UserError("the new rank must be 1 or more", "or leave it empty to keep every rank")
+        argv += ["--new_rank", str(int(new_rank))]
+    return argv + _options(save_precision=save_precision, overwrite=overwrite)
+
+
+def extract_argv(model_org, model_tuned, save_to, dim, conv_dim=None, clamp_quantile=0.99,
+                 save_precision=None, overwrite=False, tokenizer=None) -> list[str]:
+    """A LoRA from a fine-tuned model and its base; conv_dim: also the 3x3 convolutions."""
+    if not dim or int(dim) < 1:
+        raise UserError("the rank must be 1 or more", "type the LoRA rank, e.g. 32")
+    argv = ["lora-extract", "--model_org", _need(model_org, "base model"),
+            "--model_tuned", _need(model_tuned, "fine-tuned model"),
+            "--save_to", _need(save_to, "output file"), "--dim", str(int(dim))]
+    if conv_dim not in (None, "", 0):
+        argv += ["--conv_dim", str(int(conv_dim))]
+    if clamp_quantile not in (None, ""):
+        argv += ["--clamp_quantile", f"{float(clamp_quantile):g}"]
+    return argv + _options(save_precision=save_precision, overwrite=overwrite, tokenizer=tokenizer)
+
+
+def reg_generate_argv(cfg, class_prompt, count, out, negative="", steps=30, scale=7.5,
+                      sampler="euler_a") -> list[str]:
+    """reg-generate with the Train tab's model, resolution and bucket options (`cfg`)."""
+    if not count or int(count) < 1:
+        raise UserError("the number of images must be 1 or more", "e.g. 200")
+    argv = ["reg-generate", "--pretrained_model_name_or_path",
+            _need(cfg.pretrained_model_name_or_path, "base model (Train tab)"),
+            "--class_prompt", _need(class_prompt, "class prompt"), "--count", str(int(count)),
+            "--out", _need(out, "output folder"), "--resolution", str(cfg.resolution),
+            "--steps", str(int(steps or 30)), "--scale", f"{float(scale):g}", "--sampler", sampler,
+            "--seed", str(cfg.seed or 0)]
+    if negative and negative.strip():
+        argv += ["--negative_prompt", negative.strip()]
+    if cfg.enable_bucket and cfg.train_data_dir:
+        argv += ["--enable_bucket", "--train_data_dir", str(cfg.train_data_dir),
+                 "--min_bucket_reso", str(cfg.min_bucket_reso),
+                 "--max_bucket_reso", str(cfg.max_bucket_reso)]
+    for flag in ("tokenizer", "vae"):
+        if cfg.get(flag):
+            argv += [f"--{flag}", str(cfg.get(flag))]
+    for flag in ("v2", "v_parameterization"):
+        if cfg.get(flag):
+            argv.append(f"--{flag}")
+    return argv
+
+
+def caption_argv(folder, method, model="", prefix="", caption_extension=".caption",
+                 thresh=0.35, undesired="", overwrite=False, recursive=True,
+                 preview=False) -> list[str]:
+    argv = ["caption", _need(folder, "image folder"), "--method", method,
+            "--caption_extension", caption_extension or ".caption"]
+    if model and model.strip():
+        argv += ["--model", model.strip()]
+    if prefix and prefix.strip():
+        argv += ["--prefix", prefix.strip()]
+    if method == "wd14":
+        argv += ["--thresh", f"{float(thresh):g}", "--remove_underscore"]
+        if undesired and undesired.strip():
+            argv += ["--undesired_tags", undesired.strip()]
+    for flag, on in (("--overwrite", overwrite), ("--recursive", recursive),
+                     ("--preview", preview)):
+        if on:
+            argv.append(flag)
+    return argv
+
+
 def info_argv(file, layers: bool = False) -> list[str]:
     return ["lora-info", _need(file, "LoRA file"), *(["--layers"] if layers else [])]
 

@@ -1,4 +1,5 @@
-"""The Utilities tab: convert models, merge LoRA into a checkpoint, inspect and resize LoRA files.
+"""The Utilities tab: convert models, merge LoRA into a checkpoint or into one LoRA, extract a
+LoRA from a fine-tune, inspect and resize LoRA files.
 
 Each tool is the trainer's own command run as a subprocess; its output streams into the page.
 """
@@ -19,7 +20,7 @@ PRECISION_CHOICES = [tools.DEFAULT, *tools.PRECISIONS]
 FORMAT_CHOICES = [tools.DEFAULT, *tools.MODEL_FORMATS]
 
 
-def _runner(ctx: AppContext, make_argv):
+def tool_runner(ctx: AppContext, make_argv):
     """A generator handler: (status html, output text) while the tool runs."""
 
     def run(*args):
@@ -71,15 +72,29 @@ class CheckedTools:
         return tools.convert_argv(self._in(src, "source model"), self._in(dst, "destination"),
                                   *rest, tokenizer=self._tokenizer(tokenizer))
 
-    def merge(self, base, loras_text, out, tokenizer, *rest):
-        tools.merge_argv(base, loras_text, out, *rest)  # what is missing, in the form's order
+    def _loras(self, loras_text) -> str:
         lines = []
         for path, weight in tools.lora_lines(loras_text):
             checked = self._in(path, "LoRA file")
             lines.append(checked if weight is None else f"{checked}:{weight:g}")
-        return tools.merge_argv(self._in(base, "base model"), "\n".join(lines),
+        return "\n".join(lines)
+
+    def merge(self, base, loras_text, out, tokenizer, *rest):
+        tools.merge_argv(base, loras_text, out, *rest)  # what is missing, in the form's order
+        return tools.merge_argv(self._in(base, "base model"), self._loras(loras_text),
                                 self._in(out, "output path"), *rest,
                                 tokenizer=self._tokenizer(tokenizer))
+
+    def combine(self, loras_text, out, *rest):
+        tools.combine_argv(loras_text, out, *rest)  # what is missing, in the form's order
+        return tools.combine_argv(self._loras(loras_text), self._in(out, "output file"), *rest)
+
+    def extract(self, model_org, model_tuned, save_to, tokenizer, *rest):
+        tools.extract_argv(model_org, model_tuned, save_to, *rest)
+        return tools.extract_argv(self._in(model_org, "base model"),
+                                  self._in(model_tuned, "fine-tuned model"),
+                                  self._in(save_to, "output file"), *rest,
+                                  tokenizer=self._tokenizer(tokenizer))
 
     def info(self, file, layers=False):
         return tools.info_argv(self._in(file, "LoRA file"), layers)
@@ -130,7 +145,7 @@ def build(ctx: AppContext) -> None:
             common = _common("convert")
             run = gr.Button("Convert", variant="primary", elem_id="convert-run")
             status, output = _output_box("convert")
-            run.click(_runner(ctx, checked.convert), [src, dst, tokenizer, *common],
+            run.click(tool_runner(ctx, checked.convert), [src, dst, tokenizer, *common],
                       [status, output])
         with gr.Tab("Merge LoRA", id="merge"):
             gr.Markdown("Bake one or more LoRA files into a base model. One LoRA per line, "
@@ -143,14 +158,54 @@ def build(ctx: AppContext) -> None:
             common = _common("merge")
             run = gr.Button("Merge", variant="primary", elem_id="merge-run")
             status, output = _output_box("merge")
-            run.click(_runner(ctx, checked.merge), [base, loras, out, tokenizer, *common],
+            run.click(tool_runner(ctx, checked.merge), [base, loras, out, tokenizer, *common],
                       [status, output])
+        with gr.Tab("Combine LoRAs", id="combine"):
+            gr.Markdown("Merge several LoRA files into one LoRA. One LoRA per line, optionally "
+                        "followed by `: weight`. Without a new rank the ranks are concatenated "
+                        "(exact); with one, the sum is reduced to it by SVD.")
+            loras = gr.Textbox(label="LoRA files", lines=3, elem_id="combine-loras",
+                               placeholder="/path/to/style.safetensors : 0.6")
+            with gr.Row():
+                out = gr.Textbox(label="Combined LoRA file", max_lines=1, elem_id="combine-out")
+                new_rank = gr.Number(label="New rank (empty: keep every rank)", value=None,
+                                     precision=0, elem_id="combine-rank")
+            with gr.Row():
+                precision = gr.Dropdown(PRECISION_CHOICES, value=tools.DEFAULT,
+                                        label="save_precision", elem_id="combine-precision")
+                overwrite = gr.Checkbox(label="overwrite", elem_id="combine-overwrite")
+            run = gr.Button("Combine", variant="primary", elem_id="combine-run")
+            status, output = _output_box("combine")
+            run.click(tool_runner(ctx, checked.combine), [loras, out, new_rank, precision, overwrite],
+                      [status, output])
+        with gr.Tab("Extract LoRA", id="extract"):
+            gr.Markdown("Make a LoRA from a fine-tuned (e.g. DreamBooth) model and the base it "
+                        "was trained from: the difference of each layer, reduced by SVD.")
+            with gr.Row():
+                model_org = gr.Textbox(label="Base model", max_lines=1, elem_id="extract-base")
+                model_tuned = gr.Textbox(label="Fine-tuned model", max_lines=1,
+                                         elem_id="extract-tuned")
+            save_to = gr.Textbox(label="LoRA file to write", max_lines=1, elem_id="extract-out")
+            tokenizer = _tokenizer_box("extract", "model")
+            with gr.Row():
+                dim = gr.Number(label="Rank (dim)", value=32, precision=0, elem_id="extract-dim")
+                conv_dim = gr.Number(label="Conv rank (empty: no LoCon)", value=None, precision=0,
+                                     elem_id="extract-conv-dim")
+                clamp = gr.Number(label="clamp_quantile", value=0.99, elem_id="extract-clamp")
+                precision = gr.Dropdown(PRECISION_CHOICES, value=tools.DEFAULT,
+                                        label="save_precision", elem_id="extract-precision")
+                overwrite = gr.Checkbox(label="overwrite", elem_id="extract-overwrite")
+            run = gr.Button("Extract", variant="primary", elem_id="extract-run")
+            status, output = _output_box("extract")
+            run.click(tool_runner(ctx, checked.extract),
+                      [model_org, model_tuned, save_to, tokenizer, dim, conv_dim, clamp, precision,
+                       overwrite], [status, output])
         with gr.Tab("Inspect LoRA", id="info"):
             file = gr.Textbox(label="LoRA file", max_lines=1, elem_id="info-file")
             layers = gr.Checkbox(label="list every layer", elem_id="info-layers")
             run = gr.Button("Inspect", variant="primary", elem_id="info-run")
             status, output = _output_box("info")
-            run.click(_runner(ctx, checked.info), [file, layers], [status, output])
+            run.click(tool_runner(ctx, checked.info), [file, layers], [status, output])
         with gr.Tab("Resize LoRA", id="resize"):
             gr.Markdown("Reduce a LoRA's rank (SVD): a smaller file that keeps most of the effect.")
             with gr.Row():
@@ -164,5 +219,5 @@ def build(ctx: AppContext) -> None:
                 overwrite = gr.Checkbox(label="overwrite", elem_id="resize-overwrite")
             run = gr.Button("Resize", variant="primary", elem_id="resize-run")
             status, output = _output_box("resize")
-            run.click(_runner(ctx, checked.resize), [file, new_dim, out, precision, overwrite],
+            run.click(tool_runner(ctx, checked.resize), [file, new_dim, out, precision, overwrite],
                       [status, output])

@@ -1,0 +1,1 @@
+"""`python -m trainer reg-generate`: class (regularization) images drawn with the base model."""
