@@ -308,7 +308,16 @@ def _snapshot(*roots: Path) -> dict[Path, str]:
     return files
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+# Cases that load a model (tens of seconds each) belong to the slow tier.
+_LOADS_A_MODEL = {"resume-not-a-state", "output-impossible", "convert-overwrite"}
+
+
+def _param(case: Case):
+    slow = case.area == "models" or case.id in _LOADS_A_MODEL
+    return pytest.param(case, id=case.id, marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_bad_input(world, case):
     world.out = world.tmp / "runs" / case.id  # a run folder of its own: nothing to keep
     before = _snapshot(world.tmp, world.model)

@@ -6,6 +6,8 @@ import pytest
 from caption_models import build_blip, build_tagger
 from helpers import COLORS, make_image, run_cli
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 RED, BLUE = COLORS[0], COLORS[2]
 

@@ -42,6 +42,7 @@ def cfg_for(train, **values):
     return Config("db", {"train_data_dir": str(train), "resolution": "64", "seed": 3, **values})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache", [False, True], ids=["images", "cached-latents"])
 def test_image_damaged_inside_is_skipped_and_the_run_saves_its_model(tmp_path, tiny_model, cache):
     folder = make_concept(tmp_path / "img" / "1_sks dog", 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import re
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from PIL import Image
 from helpers import REPO, make_concept, make_image, run_cli
 from trainer.config import Config
 from trainer.data import caption_preview, dataset_report
+
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
 
 
 def messy_dataset(root):

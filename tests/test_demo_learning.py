@@ -7,9 +7,12 @@ training stops teaching the subject or stops keeping the class, not on a lucky s
 
 from __future__ import annotations
 
+import pytest
 import json
 
 from helpers import run_cli
+
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
 
 SAMPLES = 16  # pictures per prompt; the README's figures use 32
 

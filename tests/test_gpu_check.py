@@ -3,11 +3,14 @@ miniature models, so the script cannot rot while no GPU is at hand."""
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import subprocess
 
 from helpers import PYTHON, REPO
+
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
 
 # The dry run checks paths, not speed: one thread keeps tiny steps fast on a busy machine too (two
 # threads wait on each other whenever another process holds a core).

@@ -9,7 +9,7 @@ import pytest
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
 from helpers import make_concept, make_image
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]
 
 LONG = ", ".join(["red circle on a white background with a green square"] * 6)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
+import pytest
 from gui_browser import (AppServer, Gui, browser, needs_chromium, page,  # noqa: F401 - fixtures
                          wait_progress)
 from trainer.demo import files
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]
 
 
 def test_the_page_starts_on_the_demo_preset_and_start_trains_it(page, tmp_path):

@@ -17,6 +17,8 @@ from trainer.runs import EventWriter, read_events
 from ui.runner import Runner, folder_in_use
 from ui.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 def wait_for(condition, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout

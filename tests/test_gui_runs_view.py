@@ -12,7 +12,7 @@ from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F
 from helpers import make_image
 from trainer.runs import EventWriter
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from gui_api import GradioAPI, request
 from gui_browser import CHROMIUM, AppServer, browser, page  # noqa: F401 - fixtures
 from helpers import REPO, make_concept, make_image
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

@@ -10,7 +10,7 @@ import pytest
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
 from helpers import make_db_dataset
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from gui_browser import (AppServer, Gui, browser, needs_chromium, page, progress
 from helpers import make_db_dataset
 from trainer.runs import read_events
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]
 FIRST_STEPS = 200
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from helpers import REPO
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -8,6 +8,8 @@ from lora_helpers import unet_inputs, unet_out
 
 from trainer.networks.files import read_network_file
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 

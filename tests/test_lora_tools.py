@@ -8,6 +8,8 @@ import pytest
 from helpers import run_cli
 from lora_helpers import load_parts, randomize, text_out, token_ids, unet_inputs, unet_out
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 @pytest.fixture(scope="module")
 def lora_files(tiny_model, tmp_path_factory):

@@ -17,6 +17,8 @@ from trainer.memory.autocast import GpuLikeMode
 from trainer.memory.saved import SavedLog, storage_key
 from trainer.memory.step import place, trace_step
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 GIB = 1024 ** 3
 CPU = torch.device("cpu")
 

@@ -7,6 +7,8 @@ import shutil
 import pytest
 from helpers import run_cli
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 VERSIONS = ["tiny-v1", "tiny-v2", "tiny-v2-v"]
 
 

@@ -15,7 +15,7 @@ import pytest
 from helpers import PYTHON, REPO, make_db_dataset, run_cli
 from trainer.runs import RunState, read_events, request_stop
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on POSIX")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on POSIX"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

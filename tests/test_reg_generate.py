@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import hashlib
 
 from helpers import make_image, run_cli
+
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

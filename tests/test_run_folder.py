@@ -15,7 +15,7 @@ import pytest
 from helpers import REPO, make_db_dataset, run_cli
 from trainer.runs import read_events
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import pytest
 from helpers import make_db_dataset, run_cli
 from trainer.runs import read_events
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:

@@ -7,6 +7,8 @@ import torch
 
 from helpers import make_db_dataset
 
+pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
