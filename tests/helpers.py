@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,3 +66,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         raise AssertionError(f"trainer {' '.join(map(str, args))} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition", every: float = 0.1):
+    """The first truthy value of condition(), polled until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -11,23 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_db_dataset
+from helpers import REPO, make_db_dataset, wait_for
 from trainer.config import Config
 from trainer.runs import EventWriter, read_events
 from ui.runner import Runner, folder_in_use
 from ui.workspace import Workspace
 
 pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def bad_model_config(ws: Workspace, name: str) -> Config:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_db_dataset, run_cli
+from helpers import REPO, make_db_dataset, run_cli, wait_for
 from trainer.runs import read_events
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals"), pytest.mark.slow]
@@ -33,16 +33,6 @@ def train_args(model: Path, images: Path, out: Path, *extra: str) -> list[str]:
 
 def events(out: Path) -> list[dict]:
     return read_events(out / "events.jsonl")[0]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_training(model: Path, images: Path, out: Path) -> subprocess.Popen:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_db_dataset, run_cli
+from helpers import REPO, make_db_dataset, run_cli, wait_for
 from trainer.runs import RunState, read_events
 
 pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
@@ -151,16 +151,6 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tiny_model, dataset, tmp
     assert start["first_step"] == 4
     assert [e["step"] for e in events(resumed_out) if e["kind"] == "step"] == [5, 6, 7]
     assert_same(state_dicts(whole / "last"), state_dicts(resumed_out / "last"))
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_stop_signal_saves_state_and_model_then_resume_finishes(tiny_model, dataset, tmp_path):
