@@ -51,10 +51,22 @@ class GradioAPI:
         """Run the handler with the page's initial values, `values` (by elem_id) replacing some;
         returns its outputs (the last ones, for a generator)."""
         index, dep = self.dependency(elem_id, event)
+        return self._run(index, dep, self._id(elem_id), values)
+
+    def tick(self, **values) -> list:
+        """What the page's timer asks for: the Runs tab's refresh. It also tells the server, for
+        this session, the run list that its dropdown may then be given."""
+        for index, dep in enumerate(self.config["dependencies"]):
+            for target, event in dep["targets"]:
+                if event == "tick":
+                    return self._run(index, dep, target, values)
+        raise KeyError("the page has no timer")
+
+    def _run(self, index: int, dep: dict, trigger: int, values: dict) -> list:
         by_elem = {self._id(k): v for k, v in values.items()}
         data = [by_elem.get(i, self.components[i]["props"].get("value")) for i in dep["inputs"]]
         body = json.dumps({"data": data, "fn_index": index, "session_hash": self.session,
-                           "trigger_id": self._id(elem_id), "event_data": None}).encode()
+                           "trigger_id": trigger, "event_data": None}).encode()
         status, _, answer = request(f"{self.base}/gradio_api/queue/join", data=body,
                                     headers={**self.headers, "Content-Type": "application/json"})
         assert status == 200, (status, answer[:300])

@@ -41,8 +41,11 @@ class AppServer:
     Unless `test_root=False`, the pytest temporary folder above `home` is a --root, so the tiny
     models and datasets of the fixtures may be used."""
 
-    def __init__(self, home: Path, *extra: str, test_root: bool = True):
+    def __init__(self, home: Path, *extra: str, test_root: bool = True,
+                 ignore_sigint: bool = False):
         self.home = Path(home)
+        # As `nohup python app.py &` starts it: SIGINT ignored, and inherited by its children.
+        self.ignore_sigint = ignore_sigint
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/"
@@ -64,7 +67,8 @@ class AppServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(REPO / "app.py"), "--port", str(self.port), *self.extra],
-                cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_ignore_sigint if self.ignore_sigint else None)
         while time.monotonic() - began < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the GUI exited early:\n{self.log()}")
@@ -90,7 +94,7 @@ class AppServer:
 
     def stop(self, end_trainers: bool = True) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM if self.ignore_sigint else signal.SIGINT)
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
@@ -115,6 +119,10 @@ class AppServer:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def option_group_ids(name: str) -> tuple[str, str | None]:
