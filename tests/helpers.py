@@ -77,3 +77,13 @@ def wait_for(condition, timeout: float = 60.0, what: str = "condition", every: f
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def damage_inside(path):
+    """Garbage over the middle of the pixel data; the header and the end stay valid, so only
+    decoding the whole picture can tell."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") + 40
+    data[start:start + 200] = bytes(range(200))
+    path.write_bytes(bytes(data))
+    return path

@@ -9,20 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import make_concept, make_image, run_cli
+from helpers import damage_inside, make_concept, make_image, run_cli
 from trainer.config import Config
 from trainer.data import build_dataset
 from trainer.runs import read_events
-
-
-def damage_inside(path):
-    """Garbage over the middle of the pixel data; the header and the end stay valid, so only
-    decoding the whole picture can tell."""
-    data = bytearray(path.read_bytes())
-    start = data.index(b"IDAT") + 40
-    data[start:start + 200] = bytes(range(200))
-    path.write_bytes(bytes(data))
-    return path
 
 
 def png_claiming(path, width: int, height: int):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
-from helpers import make_concept, make_image
+from helpers import damage_inside, make_concept, make_image
 
 pytestmark = [needs_chromium, pytest.mark.slow]
 
@@ -97,6 +97,38 @@ def test_bucket_preview_shows_buckets_and_steps(page, server):
     assert buckets.count() == 3
     assert gui.page.locator("#buckets-gallery .thumbnail-item").count() == 4 or \
         gui.page.locator("#buckets-gallery img").count() >= 4
+
+
+def test_previews_refuse_a_date_as_repeat_count_and_skip_a_damaged_image(page, server):
+    """Both once planned every repeat in the GUI's memory or failed deep inside; the page names
+    the folder or the picture and shows the rest."""
+    dated = server.home / "dated"
+    make_concept(dated / "20230115_beach", 2)
+    damaged = server.home / "damaged"
+    make_concept(damaged / "2_sks toy", 3)
+    broken = damage_inside(make_image(damaged / "2_sks toy" / "img00b.png", seed=9))
+    gui = Gui(page, server).open()
+    gui.set("train_data_dir", str(dated))
+    gui.tab("Dataset")
+    gui.page.get_by_role("tab", name="Buckets").click()
+    text = gui.press("buckets-run", "buckets-summary", expect="10,000")
+    assert "'20230115_beach'" in text and "looks like a date" in text
+    gui.page.get_by_role("tab", name="Captions").click()
+    text = gui.press("captions-run", "captions-summary", expect="10,000")
+    assert "'20230115_beach'" in text
+
+    gui.tab("Train")
+    gui.set("train_data_dir", str(damaged))
+    gui.set("resolution", "64")
+    gui.tab("Dataset")
+    text = gui.press("captions-run", "captions-summary", expect="skipped")
+    assert text.startswith("4 images") and broken.name in text
+    gui.page.get_by_role("tab", name="Buckets").click()
+    gui.click("buckets-run")
+    text = gui.wait_text("buckets-summary", "skipped")
+    assert f"{broken.name} could not be decoded" in text
+    # Every picture keeps its tile; the damaged one is a crossed-out grey tile.
+    gui.page.locator("#buckets-gallery img").nth(3).wait_for()
 
 
 def test_regularization_images_from_the_train_tabs_model(page, server):
