@@ -94,13 +94,18 @@ def test_pipeline_loads_the_saved_folder(tiny_single, tiny_model, tmp_path):
     """diffusers' own StableDiffusionPipeline reads a folder converted from a single file."""
     import numpy as np
     import torch
+    import transformers
     from diffusers import StableDiffusionPipeline
+    from transformers import PretrainedConfig
 
     from trainer.models import load_model, save_model
 
     bundle = load_model(str(tiny_single("tiny-v2-v", "ckpt")), tokenizer=str(tiny_model("tiny-v2-v")))
     folder = save_model(bundle, tmp_path / "pipe", save_model_as="diffusers")
     pipe = StableDiffusionPipeline.from_pretrained(str(folder))
+    # diffusers' training scripts import the text encoder class named here.
+    config = PretrainedConfig.from_pretrained(str(folder / "text_encoder"))
+    assert getattr(transformers, config.architectures[0]) is type(pipe.text_encoder)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     assert pipe.tokenizer.pad_token == "!"
     image = pipe("a photo of sks dog", num_inference_steps=2, height=64, width=64,

@@ -42,6 +42,14 @@ def _text_encoder_state(state: dict) -> dict:
             if not k.endswith("position_ids")}
 
 
+def _text_encoder_config(text_encoder):
+    """The encoder's config naming its class, as model.save_pretrained writes it: diffusers'
+    training scripts pick the class from `architectures[0]`."""
+    config = text_encoder.config.__class__.from_dict(text_encoder.config.to_dict())
+    config.architectures = [type(text_encoder).__name__]
+    return config
+
+
 def _scheduler_config(bundle: ModelBundle) -> dict:
     import diffusers
 
@@ -61,8 +69,7 @@ def write_diffusers(bundle: ModelBundle, folder: Path, parts: dict, *, safetenso
             _write_weights(parts[name], tmp / name / WEIGHT_NAMES[name][0 if safetensors else 1],
                            safetensors)
         (tmp / "text_encoder").mkdir()
-        config = bundle.text_encoder.config
-        config.save_pretrained(str(tmp / "text_encoder"))
+        _text_encoder_config(bundle.text_encoder).save_pretrained(str(tmp / "text_encoder"))
         _write_weights(_text_encoder_state(parts["text_encoder"]),
                        tmp / "text_encoder" / WEIGHT_NAMES["text_encoder"][0 if safetensors else 1],
                        safetensors)
