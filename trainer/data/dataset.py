@@ -20,7 +20,8 @@ from .samples import choices, render, to_tensor
 
 
 class DatasetError(UserError):
-    """Nothing usable in the dataset (the warnings before it say why)."""
+    """Nothing usable in the dataset (the warnings before it say why). A kind of its own only
+    because the CLI prints the collected warnings before this error, and not before others."""
 
 
 def _sizing_from_cfg(cfg) -> Sizing:
