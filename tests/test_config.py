@@ -7,9 +7,12 @@ import json
 import pytest
 
 from helpers import run_cli
-from trainer.config import (BY_NAME, MODES, OPTIONS, Config, ConfigError, load_config,
-                            options_for, parse_args, save_config, to_argv, validate)
+from trainer.config import (BY_NAME, MODES, OPTIONS, Config, current_version, load_config,
+                            normalize, options_for, parse_args, read_file, register_migration,
+                            rename_option, save_config, to_argv, validate)
+from trainer.config import migrations
 from trainer.config.validate import errors
+from trainer.errors import UserError
 
 SEED_OPTIONS = """pretrained_model_name_or_path train_data_dir reg_data_dir output_dir output_name
 prior_loss_weight resolution train_batch_size learning_rate max_train_steps use_8bit_adam xformers
@@ -152,7 +155,7 @@ def test_validate_reports_every_problem_at_once(tmp_path):
 def test_unknown_key_in_a_file_is_named(tmp_path):
     path = tmp_path / "preset.json"
     path.write_text(json.dumps({"learning_rte": 1e-5}))
-    with pytest.raises(ConfigError, match="unknown option 'learning_rte'.*learning_rate"):
+    with pytest.raises(UserError, match="unknown option 'learning_rte'.*learning_rate"):
         load_config(path, "db")
 
 
@@ -165,7 +168,7 @@ def test_config_of_the_other_mode_is_refused(tmp_path):
 def test_lora_only_key_in_db_file_is_named(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"network_dim": 8}))
-    with pytest.raises(ConfigError, match="network_dim.*only used by LoRA"):
+    with pytest.raises(UserError, match="network_dim.*only used by LoRA"):
         load_config(path, "db")
 
 
@@ -188,3 +191,90 @@ def test_control_characters_in_text_options_read_back(tmp_path, text):
                      "--output_config", str(out))
     assert result.returncode == 0, result.stderr
     assert load_config(out).output_name == text
+
+
+def test_validate_changes_nothing_and_normalize_returns_the_completed_config():
+    cfg = Config("lora", {"use_8bit_adam": True, "cache_latents_to_disk": True,
+                          "color_aug": True, "caption_extension": "txt",
+                          "network_args": ["conv_dim=4", "conv_alpha=2"]})
+    before = cfg.copy()
+    problems = validate(cfg, check_paths=False)
+    assert cfg == before
+    # judged as the trainer will see it: cache_latents_to_disk turns cache_latents on
+    assert "color_aug" in {p.option for p in errors(problems)}
+    assert [p.option for p in problems if p.level == "warning"] == ["caption_extension"]
+    done = normalize(cfg)
+    assert cfg == before
+    assert (done.optimizer_type, done.cache_latents, done.caption_extension) == \
+        ("AdamW8bit", True, ".txt")
+    assert (done.conv_dim, done.conv_alpha) == (4, 2.0)
+
+
+def test_cli_still_trains_with_the_normalized_config(tmp_path):
+    out = tmp_path / "resolved.toml"
+    result = run_cli("db", "--pretrained_model_name_or_path", str(tmp_path), "--output_dir",
+                     str(tmp_path), "--train_data_dir", str(tmp_path), "--use_8bit_adam",
+                     "--caption_extension=txt", "--output_config", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "'txt' has no leading dot" in result.stderr
+    written = read_file(out)
+    assert written["optimizer_type"] == "AdamW8bit" and written["caption_extension"] == ".txt"
+
+
+def test_every_config_error_is_a_user_error_naming_the_option(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"learning_rate": "fast"}))
+    with pytest.raises(UserError) as err:
+        load_config(path, "db")
+    assert err.value.option == "learning_rate" and err.value.hint is None
+    assert str(err.value) == f"--learning_rate: {err.value.message}"
+    assert str(UserError("no images", "add some", option="train_data_dir")) == \
+        "--train_data_dir: no images (add some)"
+
+
+@pytest.fixture
+def renamed_learning_rate(monkeypatch):
+    """A program one version on, in which learning_rate was once called 'lr'."""
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(migrations.MIGRATIONS))
+    old_version = current_version()
+    register_migration(rename_option("lr", "learning_rate"))
+    return old_version
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_an_older_config_file_is_migrated_when_read(tmp_path, renamed_learning_rate, suffix):
+    old = tmp_path / f"old{suffix}"
+    if suffix == ".toml":
+        old.write_text(f'config_version = {renamed_learning_rate}\nmode = "db"\nlr = 5e-5\n')
+    else:
+        old.write_text(json.dumps({"config_version": renamed_learning_rate, "lr": 5e-5}))
+    assert load_config(old).learning_rate == 5e-5
+    cfg, _ = parse_args("db", ["--config", str(old)])
+    assert cfg.learning_rate == 5e-5
+    # written again, it carries the new version and the new name, and is not migrated twice
+    again = save_config(cfg, tmp_path / f"again{suffix}")
+    assert read_file(again)["config_version"] == renamed_learning_rate + 1
+    current = tmp_path / "current.json"
+    current.write_text(json.dumps({"config_version": renamed_learning_rate + 1, "lr": 5e-5}))
+    with pytest.raises(UserError, match="unknown option 'lr'"):
+        load_config(current)
+
+
+def test_a_config_file_from_a_newer_program_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "future.toml"
+    path.write_text(f'config_version = {current_version() + 1}\nmode = "db"\n')
+    result = run_cli("db", "--config_file", str(path), "--output_config", str(tmp_path / "o.toml"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path} was written by a newer version of this program (config_version "
+        f"{current_version() + 1}; this one reads up to {current_version()}) (update the program "
+        "to read it)"]
+    assert not (tmp_path / "o.toml").exists()
+
+
+@pytest.mark.parametrize("version", ["2", 0, True, 1.5])
+def test_a_config_version_that_is_not_a_version_is_named(tmp_path, version):
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps({"config_version": version}))
+    with pytest.raises(UserError, match=r"odd.json: config_version .* is not a version number"):
+        load_config(path)

@@ -105,6 +105,7 @@ def test_multi_gpu_slices_are_equal_and_keep_the_single_gpu_samples(tmp_path):
 
 
 def test_summary_and_lora_metadata_are_json_ready(tmp_path):
+    import dataclasses
     import json
 
     ds = build(tmp_path, {"3_sks dog": (2, (128, 64))}, {"1_dog": (9, (64, 64))},
@@ -112,14 +113,13 @@ def test_summary_and_lora_metadata_are_json_ready(tmp_path):
     summary = json.loads(json.dumps(ds.summary()))
     assert summary["buckets"] == {f"{w}x{h}": n for (w, h), n in ds.bucket_counts().items()}
     assert sum(summary["buckets"].values()) == summary["samples_per_epoch"] == 12
-    meta = ds.kohya_metadata(global_batch_size=4)
-    assert all(isinstance(v, str) for v in meta.values())
-    assert json.loads(meta["ss_dataset_dirs"]) == {"3_sks dog": {"n_repeats": 3, "img_count": 2}}
-    assert json.loads(meta["ss_reg_dataset_dirs"]) == {"1_dog": {"n_repeats": 1, "img_count": 9}}
-    assert meta["ss_num_train_images"] == "6" and meta["ss_num_reg_images"] == "6"
-    assert meta["ss_num_batches_per_epoch"] == str(ds.steps_per_epoch(4))
-    assert json.loads(meta["ss_tag_frequency"]) == {"3_sks dog": {"sks dog": 2}, "1_dog": {"dog": 9}}
-    buckets = json.loads(meta["ss_bucket_info"])["buckets"]
+    facts = json.loads(json.dumps(dataclasses.asdict(ds.lora_facts(global_batch_size=4))))
+    assert facts["dataset_dirs"] == {"3_sks dog": {"n_repeats": 3, "img_count": 2}}
+    assert facts["reg_dataset_dirs"] == {"1_dog": {"n_repeats": 1, "img_count": 9}}
+    assert facts["num_train_images"] == 6 and facts["num_reg_images"] == 6
+    assert facts["num_batches_per_epoch"] == ds.steps_per_epoch(4)
+    assert facts["tag_frequency"] == {"3_sks dog": {"sks dog": 2}, "1_dog": {"dog": 9}}
+    buckets = facts["bucket_info"]["buckets"]
     assert sorted(tuple(b["resolution"]) for b in buckets.values()) == sorted(ds.bucket_counts())
 
 

@@ -120,15 +120,16 @@ def _lora_cfg(tmp_path, **values):
 def test_metadata_has_what_generators_read_and_hashes_they_check(v1_parts, tmp_path):
     import hashlib
 
+    from trainer.data.summary import DatasetFacts
     from trainer.networks import build_metadata, create_network, for_save, read_network_file
 
     cfg = _lora_cfg(tmp_path, conv_dim=2)
     net = randomize(create_network(*v1_parts, dim=4, alpha=2, conv_dim=2))
+    facts = DatasetFacts(resolution=(768, 512), num_train_images=15, num_batches_per_epoch=10,
+                         dataset_dirs={"5_sls frog": {"n_repeats": 5, "img_count": 3}},
+                         tag_frequency={"5_sls frog": {"sls frog": 3, "green": 1}})
     meta = build_metadata(cfg, net, v2=False, v_parameterization=False, num_epochs=3,
-                          max_train_steps=30, num_train_images=15, num_reg_images=0,
-                          num_batches_per_epoch=10,
-                          dataset_dirs={"5_sls frog": {"n_repeats": 5, "img_count": 3}},
-                          tag_frequency={"5_sls frog": {"sls frog": 3, "green": 1}})
+                          max_train_steps=30, dataset=facts)
     path = net.save(tmp_path / "frog.safetensors", metadata=for_save(meta, steps=30, epoch=3))
     _, stored = read_network_file(path)
     expected = {"ss_network_module": "networks.lora", "ss_network_dim": "4",
@@ -155,12 +156,14 @@ def test_metadata_has_what_generators_read_and_hashes_they_check(v1_parts, tmp_p
 
 
 def test_no_metadata_keeps_only_the_minimum(v1_parts, tmp_path):
+    from trainer.data.summary import DatasetFacts
     from trainer.networks import build_metadata, create_network, for_save, read_network_file
 
     cfg = _lora_cfg(tmp_path, no_metadata=True)
     net = create_network(*v1_parts, dim=4, alpha=2)
+    facts = DatasetFacts(resolution=(512, 512), tag_frequency={"1_secret": {"private": 1}})
     meta = build_metadata(cfg, net, v2=True, v_parameterization=True, num_epochs=1,
-                          max_train_steps=5, tag_frequency={"1_secret": {"private": 1}})
+                          max_train_steps=5, dataset=facts)
     _, stored = read_network_file(net.save(tmp_path / "m.safetensors",
                                            metadata=for_save(meta, steps=5, epoch=1)))
     ss = {k for k in stored if k.startswith("ss_")}
@@ -169,6 +172,45 @@ def test_no_metadata_keeps_only_the_minimum(v1_parts, tmp_path):
     assert stored["ss_base_model_version"] == "sd_v2_v"
     assert not any("secret" in v or "base.safetensors" in v for v in stored.values())
     assert {"sshs_model_hash", "modelspec.architecture"} <= set(stored)
+
+
+@pytest.mark.slow
+def test_saved_file_states_the_dataset_tomls_sizes_once(tiny_model, tmp_path):
+    """The dataset's facts (here a dataset TOML's own resolution and buckets, repeats) and the
+    options' (flip_aug, steps) each reach the file from one source, and agree everywhere."""
+    from safetensors import safe_open
+
+    from helpers import make_concept, run_cli
+
+    make_concept(tmp_path / "frog", 2, captions={0: "sls frog", 1: "sls frog, green"})
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(f"""[general]
+caption_extension = '.caption'
+[[datasets]]
+resolution = 64
+enable_bucket = true
+min_bucket_reso = 64
+max_bucket_reso = 128
+  [[datasets.subsets]]
+  image_dir = '{(tmp_path / "frog").as_posix()}'
+  num_repeats = 2
+""", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("lora", "--pretrained_model_name_or_path", str(tiny_model("tiny-v1")),
+                     "--dataset_config", str(toml), "--output_dir", str(out), "--network_dim=4",
+                     "--max_train_steps=1", "--flip_aug", "--train_batch_size=2")
+    assert result.returncode == 0, result.stderr
+    with safe_open(str(out / "last.safetensors"), "pt") as handle:
+        meta = handle.metadata()
+    expected = {"ss_resolution": "(64, 64)", "modelspec.resolution": "64x64",
+                "ss_enable_bucket": "True", "ss_min_bucket_reso": "64",
+                "ss_max_bucket_reso": "128", "ss_bucket_no_upscale": "False",
+                "ss_num_train_images": "4", "ss_num_reg_images": "0",
+                "ss_num_batches_per_epoch": "2", "ss_max_train_steps": "1",
+                "ss_flip_aug": "True", "ss_color_aug": "False", "ss_keep_tokens": "0"}
+    assert {k: meta.get(k) for k in expected} == expected
+    assert json.loads(meta["ss_dataset_dirs"]) == {"frog": {"n_repeats": 2, "img_count": 2}}
+    assert json.loads(meta["ss_tag_frequency"])["frog"]["green"] == 1
 
 
 def test_network_weights_resume_and_dim_from_weights(v1_parts, tmp_path):

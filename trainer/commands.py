@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from .config import ConfigError
 from .errors import UserError
 from .runs import LAUNCH_TIME_ENV
 
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _resolve(COMMANDS[command][1])(rest)
-    except (ConfigError, UserError) as err:
+    except UserError as err:
         report_error(str(err))
         return 2
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .config import errors, parse_args, save_config, validate
+from .config import errors, normalize, parse_args, save_config, validate
 
 
 def _warn(problems) -> None:
@@ -61,6 +61,7 @@ def _check_dataset_early(cfg) -> None:
 def run(mode: str, argv: list[str]) -> int:
     cfg, output_config = parse_args(mode, argv)
     problems = _needed(cfg, validate(cfg))
+    cfg = normalize(cfg)
     _warn(problems)
     bad = errors(problems)
     if bad:

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from typing import Any, Mapping
 
-from trainer.config import (OPTIONS, Config, ConfigError, Option, Problem, coerce, options_for,
+from trainer.config import (OPTIONS, Config, Option, Problem, coerce, normalize, options_for,
                             to_argv, validate)
+from trainer.errors import UserError
 
 DEFAULT_CHOICE = "(default)"
 
@@ -58,7 +59,7 @@ def format_float(value: float) -> str:
 
 
 def from_widget(option: Option, raw: Any) -> Any:
-    """Typed value of a widget's value; raises ConfigError naming the option."""
+    """Typed value of a widget's value; raises UserError naming the option."""
     if raw == DEFAULT_CHOICE and option.choices:
         raw = None
     if isinstance(raw, float) and option.type is int and raw.is_integer():
@@ -74,15 +75,16 @@ def config_from_widgets(mode: str, raw: Mapping[str, Any]) -> tuple[Config, list
             continue
         try:
             values[option.name] = from_widget(option, raw[option.name])
-        except ConfigError as err:
+        except UserError as err:
             problems.append(Problem(option.name, err.message))
     return Config(mode, values), problems
 
 
 def check(mode: str, raw: Mapping[str, Any], *, check_paths: bool = True) -> tuple[Config, list[Problem]]:
-    """What the Check button shows: unreadable values first, then validate()'s findings."""
+    """What the Check button shows: unreadable values first, then validate()'s findings; and
+    the config as it will be trained (normalized), which Start writes and Print command shows."""
     cfg, problems = config_from_widgets(mode, raw)
-    return cfg, problems + validate(cfg, check_paths=check_paths)
+    return normalize(cfg), problems + validate(cfg, check_paths=check_paths)
 
 
 def widget_values(cfg: Config) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import (Config, ConfigError, read_file, resolve_relative_paths, save_config,
-                            typed_values)
+from trainer.config import Config, read_file, resolve_relative_paths, save_config, typed_values
 from trainer.config.files import file_mode
 from trainer.config.kohya_import import import_kohya, looks_like_kohya
+from trainer.errors import UserError
 
 from .workspace import BUILTIN_PRESETS, REPO, Workspace, safe_name
 
@@ -46,7 +46,7 @@ def is_builtin(path: Path) -> bool:
 
 
 def read_preset(path: str | Path, current_mode: str) -> Preset:
-    """Options set by a preset/config file (ours or kohya_ss's); ConfigError on a bad file."""
+    """Options set by a preset/config file (ours or kohya_ss's); UserError on a bad file."""
     path = Path(path)
     raw = read_file(path)
     name = path.name
@@ -70,7 +70,7 @@ def start_config(workspace: Workspace, label: str | None) -> tuple[Config, str |
         return Config("db"), None
     try:
         return apply_preset(Config("db"), read_preset(path, "db")), label
-    except ConfigError:
+    except UserError:
         return Config("db"), None
 
 
@@ -92,7 +92,7 @@ def apply_preset(cfg: Config, preset: Preset) -> Config:
 def user_preset_path(workspace: Workspace, name: str) -> Path:
     name = name.strip().removeprefix(USER_PREFIX).removesuffix(".json")
     if not name:
-        raise ConfigError(None, "give the preset a name")
+        raise UserError("give the preset a name")
     return workspace.user_presets / f"{safe_name(name)}.json"
 
 

@@ -27,8 +27,7 @@ def tool_runner(ctx: AppContext, make_argv):
         try:
             argv = make_argv(*args)
         except (UserError, ValueError) as err:
-            text = f"{err.message} ({err.hint})" if isinstance(err, UserError) and err.hint else str(err)
-            yield messages.note(text, "error"), ""
+            yield messages.note(str(err), "error"), ""  # a UserError's str() is its one line
             return
         if not tools.available(argv[0]):
             yield messages.note(f"'python -m trainer {argv[0]}' is not part of this version.",

@@ -9,16 +9,12 @@ from typing import Sequence
 from .files import file_mode, read_file, suggest, typed_values
 from .options import OPTIONS
 from .schema import GROUPS, MODE_TITLES, Config, Option
-from .values import ConfigError
+from ..errors import UserError
 
 DESCRIPTIONS = {
     "db": "DreamBooth / fine-tune of the U-Net and text encoder (like sd-scripts train_db.py).",
     "lora": "Train a LoRA network (like sd-scripts train_network.py); writes a kohya-format file.",
 }
-
-
-class UsageError(ConfigError):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
             flags = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
             hints = [suggest(f, [o for o in self._option_string_actions]) for f in flags]
             message += "".join(h for h in hints if h)
-        raise UsageError(None, f"{message} (see {self.prog} --help)")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def _describe(option: Option, mode: str) -> str:
@@ -89,8 +85,8 @@ def parse_args(mode: str, argv: Sequence[str]) -> tuple[Config, str | None]:
         raw = read_file(config_path)
         file_mode_ = file_mode(raw, config_path)
         if file_mode_ and file_mode_ != mode:
-            raise ConfigError(None, f"{config_path} is a {MODE_TITLES[file_mode_]} config, not "
-                              f"{MODE_TITLES[mode]}; run 'python -m trainer {file_mode_}'")
+            raise UserError(f"{config_path} is a {MODE_TITLES[file_mode_]} config, not "
+                            f"{MODE_TITLES[mode]}; run 'python -m trainer {file_mode_}'")
         cfg.update(typed_values(raw, mode, config_path))
     cfg.update(typed_values(args, mode, "command line"))
     return cfg, output_config

@@ -11,14 +11,15 @@ from typing import Any, Mapping
 from .. import atomic
 from .options import BY_NAME, OPTIONS
 from .schema import MODE_TITLES, MODES, Config
-from .values import ConfigError, coerce
+from ..errors import UserError
+from .migrations import current_version, migrate
+from .values import coerce
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-CONFIG_VERSION = 1
 # Keys a file may hold besides option names.
 META_KEYS = ("config_version", "mode", "description")
 
@@ -31,10 +32,11 @@ def suggest(name: str, candidates=None) -> str:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """Parse a .json or .toml file into a flat dict, with one-line errors naming the file."""
+    """Parse a .json or .toml file into a flat dict, with one-line errors naming the file.
+    A file written by an older version of this program is migrated to the current one."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(None, f"options file {path} does not exist; give a .toml or .json file")
+        raise UserError(f"options file {path} does not exist; give a .toml or .json file")
     text = path.read_bytes()
     try:
         if path.suffix.lower() == ".toml":
@@ -42,12 +44,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
         else:
             data = json.loads(text.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(None, f"{path}: not UTF-8 text; save it as UTF-8") from None
+        raise UserError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(None, f"{path}: not valid {path.suffix.lstrip('.').upper()}: {err}") from None
+        raise UserError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {err}") from None
     if not isinstance(data, dict):
-        raise ConfigError(None, f"{path}: expected an object of option names and values")
-    return data
+        raise UserError(f"{path}: expected an object of option names and values")
+    return migrate(data, str(path))
 
 
 def resolve_relative_paths(values: Mapping[str, Any], root: Path) -> dict[str, Any]:
@@ -70,10 +72,11 @@ def typed_values(raw: Mapping[str, Any], mode: str, source: str = "config") -> d
             continue
         option = BY_NAME.get(key)
         if option is None:
-            raise ConfigError(None, f"{source}: unknown option {key!r}{suggest(key)}")
+            raise UserError(f"{source}: unknown option {key!r}{suggest(key)}")
         if not option.used_in(mode):
             users = " and ".join(MODE_TITLES[m] for m in option.modes)
-            raise ConfigError(key, f"{source}: only used by {users} training, not {MODE_TITLES[mode]}")
+            raise UserError(f"{source}: only used by {users} training, not {MODE_TITLES[mode]}",
+                            option=key)
         values[key] = coerce(option, value)
     return values
 
@@ -81,7 +84,7 @@ def typed_values(raw: Mapping[str, Any], mode: str, source: str = "config") -> d
 def file_mode(raw: Mapping[str, Any], source: str) -> str | None:
     mode = raw.get("mode")
     if mode is not None and mode not in MODES:
-        raise ConfigError(None, f"{source}: mode {mode!r} is not one of {', '.join(MODES)}")
+        raise UserError(f"{source}: mode {mode!r} is not one of {', '.join(MODES)}")
     return mode
 
 
@@ -95,7 +98,7 @@ def load_config(path: str | Path, mode: str | None = None) -> Config:
 def config_dict(cfg: Config, *, only_changed: bool = False, description: str | None = None,
                 keep_none: bool = True) -> dict[str, Any]:
     """The dict written to files: meta keys first, then options in schema order."""
-    data: dict[str, Any] = {"config_version": CONFIG_VERSION, "mode": cfg.mode}
+    data: dict[str, Any] = {"config_version": current_version(), "mode": cfg.mode}
     if description:
         data["description"] = description
     values = cfg.changed() if only_changed else cfg.to_dict()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .options import BY_NAME
-from .values import ConfigError, coerce
+from ..errors import UserError
+from .values import coerce
 
 # kohya_ss field name -> our option name.
 RENAMES = {
@@ -97,7 +98,7 @@ class _Importer:
         else:
             try:
                 value = coerce(option, raw)
-            except ConfigError as err:
+            except UserError as err:
                 self.result.notes.append(f"{source}: {err.message}; skipped")
                 return
         self.result.values[name] = value

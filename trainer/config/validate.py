@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .schema import Config
-from .values import ConfigError, is_finite_value, literal, parse_key_values
+from ..errors import UserError
+from .values import is_finite_value, literal, parse_key_values
 
 MODEL_SUFFIXES = (".ckpt", ".safetensors", ".bin", ".pt", ".pth", ".yaml")
 # network_args keys the LoRA network understands, with their types.
@@ -67,40 +68,49 @@ def looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or bool(re.match(r"^[A-Za-z]:", value))
 
 
-def normalize(cfg: Config) -> list[Problem]:
-    """Apply settings that imply others (as sd-scripts does); return notes about it."""
-    notes = []
-    if cfg.use_8bit_adam and cfg.optimizer_type == "AdamW":
-        cfg.optimizer_type = "AdamW8bit"
-    if cfg.cache_latents_to_disk and not cfg.cache_latents:
-        cfg.cache_latents = True
-    ext = cfg.caption_extension
+def normalize(cfg: Config) -> Config:
+    """A copy of `cfg` with the settings that imply others applied (as sd-scripts does).
+    `cfg` itself is left as it is."""
+    done = cfg.copy()
+    if done.use_8bit_adam and done.optimizer_type == "AdamW":
+        done.optimizer_type = "AdamW8bit"
+    if done.cache_latents_to_disk and not done.cache_latents:
+        done.cache_latents = True
+    ext = done.caption_extension
     if ext and not ext.startswith("."):
-        cfg.caption_extension = "." + ext
-        notes.append(Problem("caption_extension", f"{ext!r} has no leading dot; using "
-                             f"{cfg.caption_extension!r}", "warning"))
-    if cfg.mode == "lora":
+        done.caption_extension = "." + ext
+    if done.mode == "lora":
         try:
-            extras = parse_key_values(cfg.network_args, "network_args")
-        except ConfigError:
-            return notes  # reported by validate()
+            extras = parse_key_values(done.network_args, "network_args")
+        except UserError:
+            return done  # reported by validate()
         for key in _NETWORK_ARG_OPTIONS:
             cast = NETWORK_ARG_KEYS[key]
-            if key in extras and cfg.get(key) is None:
+            if key in extras and done.get(key) is None:
                 try:
-                    setattr(cfg, key, cast(extras[key]))
+                    setattr(done, key, cast(extras[key]))
                 except ValueError:
                     pass  # reported by validate()
-    return notes
+    return done
+
+
+def _normalization_notes(cfg: Config):
+    """What normalize() changes that the user should hear about."""
+    ext = cfg.caption_extension
+    if ext and not ext.startswith("."):
+        yield Problem("caption_extension", f"{ext!r} has no leading dot; using {'.' + ext!r}",
+                      "warning")
 
 
 def validate(cfg: Config, *, check_paths: bool = True) -> list[Problem]:
-    """Every problem of `cfg` (errors and warnings). `cfg` is normalized in place."""
-    problems = normalize(cfg)
+    """Every problem of `cfg` (errors and warnings), judged as the trainer will see it (after
+    normalize()). Changes nothing: call normalize() for the config to train with."""
+    problems = list(_normalization_notes(cfg))
+    normalized = normalize(cfg)
     for check in _CHECKS:
-        problems.extend(check(cfg))
+        problems.extend(check(normalized))
     if check_paths:
-        problems.extend(_check_paths(cfg))
+        problems.extend(_check_paths(normalized))
     return problems
 
 
@@ -171,7 +181,7 @@ def _optimizer(cfg: Config):
                       "keep only one of them")
     try:
         extras = parse_key_values(cfg.optimizer_args, "optimizer_args")
-    except ConfigError as err:
+    except UserError as err:
         yield Problem("optimizer_args", err.message)
         extras = {}
     for key, value in extras.items():
@@ -199,7 +209,7 @@ def _network(cfg: Config):
                       "train nothing; keep one")
     try:
         extras = parse_key_values(cfg.network_args, "network_args")
-    except ConfigError as err:
+    except UserError as err:
         yield Problem("network_args", err.message)
         return
     for key, value in extras.items():
@@ -290,7 +300,6 @@ def _check_sample_prompts(cfg: Config):
     path = Path(cfg.sample_prompts).expanduser() if cfg.sample_prompts else None
     if path is None or not path.is_file():
         return  # a missing file is reported by _check_paths
-    from ..errors import UserError
     from ..sample_prompts import read_prompts
 
     try:

@@ -7,19 +7,11 @@ import math
 import shlex
 from typing import Any
 
+from ..errors import UserError
 from .schema import Option
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
-
-
-class ConfigError(ValueError):
-    """A bad option value; `str()` is the one-line message shown to the user."""
-
-    def __init__(self, option: str | None, message: str):
-        self.option = option
-        self.message = message
-        super().__init__(f"--{option}: {message}" if option else message)
 
 
 def parse_bool(raw: Any) -> bool:
@@ -86,7 +78,7 @@ _NORMALIZERS = {"resolution": normalize_resolution}
 
 
 def coerce(option: Option, raw: Any) -> Any:
-    """Return the typed value for `raw`, or raise ConfigError naming the option."""
+    """Return the typed value for `raw`, or raise UserError naming the option."""
     if raw is None or (isinstance(raw, str) and raw.strip() == "" and option.type is not str):
         if option.type is list:
             return []
@@ -94,13 +86,13 @@ def coerce(option: Option, raw: Any) -> Any:
             return False
         if option.nullable:
             return None
-        raise ConfigError(option.name, f"needs a value (default: {option.default!r})")
+        raise UserError(f"needs a value (default: {option.default!r})", option=option.name)
     if option.type is str and isinstance(raw, str) and raw.strip() == "" and option.nullable:
         return None
     try:
         value = _PARSERS[option.type](raw)
     except ValueError as err:
-        raise ConfigError(option.name, str(err)) from None
+        raise UserError(str(err), option=option.name) from None
     if option.name in _NORMALIZERS:
         value = _NORMALIZERS[option.name](value)
     if option.choices is not None:
@@ -114,16 +106,18 @@ def _match_choice(option: Option, value: Any) -> Any:
         if value == choice or (isinstance(value, str) and str(choice).lower() == value.lower()):
             return choice
     allowed = ", ".join(str(c) for c in option.choices)
-    raise ConfigError(option.name, f"{value!r} is not one of: {allowed}")
+    raise UserError(f"{value!r} is not one of: {allowed}", option=option.name)
 
 
 def _check_range(option: Option, value: Any) -> None:
     if option.type not in (int, float):
         return
     if option.minimum is not None and value < option.minimum:
-        raise ConfigError(option.name, f"{value} is below the minimum {_fmt(option.minimum)}")
+        raise UserError(f"{value} is below the minimum {_fmt(option.minimum)}",
+                        option=option.name)
     if option.maximum is not None and value > option.maximum:
-        raise ConfigError(option.name, f"{value} is above the maximum {_fmt(option.maximum)}")
+        raise UserError(f"{value} is above the maximum {_fmt(option.maximum)}",
+                        option=option.name)
 
 
 def _fmt(number: float) -> str:
@@ -136,7 +130,8 @@ def parse_key_values(items: list[str], option_name: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(option_name, f"{item!r} is not key=value (e.g. weight_decay=0.01)")
+            raise UserError(f"{item!r} is not key=value (e.g. weight_decay=0.01)",
+                            option=option_name)
         result[key.strip()] = value.strip()
     return result
 

@@ -20,7 +20,8 @@ from .samples import choices, render, to_tensor
 
 
 class DatasetError(UserError):
-    """Nothing usable in the dataset (the warnings before it say why)."""
+    """Nothing usable in the dataset (the warnings before it say why). A kind of its own only
+    because the CLI prints the collected warnings before this error, and not before others."""
 
 
 def _sizing_from_cfg(cfg) -> Sizing:
@@ -300,10 +301,11 @@ class Dataset:
 
         return summarize(self)
 
-    def kohya_metadata(self, global_batch_size: int) -> dict[str, str]:
-        from .summary import kohya_metadata
+    def lora_facts(self, global_batch_size: int):
+        """The DatasetFacts a LoRA file's metadata reports."""
+        from .summary import dataset_facts
 
-        return kohya_metadata(self, global_batch_size)
+        return dataset_facts(self, global_batch_size)
 
     def __len__(self) -> int:
         return self.planner.samples_per_epoch

@@ -27,7 +27,8 @@ class UnreadableImage(Exception):
 
 class DamagedImage(UserError):
     """The header was fine but the pixels cannot be decoded (damaged inside, or changed since
-    it was indexed). Training skips such an image; the message names the file."""
+    it was indexed). Training skips such an image; the message names the file. A kind of its
+    own because callers catch it alone to skip one image and let other errors stop the run."""
 
 
 def _pillow():

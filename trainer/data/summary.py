@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from dataclasses import dataclass, field
 
 
 def _size(size) -> str:
@@ -74,8 +74,27 @@ def cropped_fraction(ds) -> float:
     return 1.0 - kept / total if total else 0.0
 
 
-def kohya_metadata(ds, global_batch_size: int) -> dict[str, str]:
-    """The dataset part of the ss_* metadata that LoRA tools (and A1111) read."""
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a LoRA file's metadata says about the dataset it was trained on. Only the facts:
+    trainer.networks.metadata turns them into ss_* keys, and owns every key."""
+
+    resolution: tuple[int, int]  # (width, height) of the (first) dataset
+    enable_bucket: bool = False
+    min_bucket_reso: int | None = None
+    max_bucket_reso: int | None = None
+    bucket_no_upscale: bool = False
+    num_train_images: int = 0  # training samples per epoch (images x repeats)
+    num_reg_images: int = 0
+    num_batches_per_epoch: int = 0
+    dataset_dirs: dict = field(default_factory=dict)  # {folder: {"n_repeats", "img_count"}}
+    reg_dataset_dirs: dict = field(default_factory=dict)
+    tag_frequency: dict = field(default_factory=dict)  # {folder: {tag: count}}
+    bucket_info: dict | None = None
+
+
+def dataset_facts(ds, global_batch_size: int) -> DatasetFacts:
+    """The dataset part of the metadata that LoRA tools (and A1111) read."""
     dirs, reg_dirs = {}, {}
     for row in concept_rows(ds):
         target = reg_dirs if row["is_reg"] else dirs
@@ -83,26 +102,12 @@ def kohya_metadata(ds, global_batch_size: int) -> dict[str, str]:
     buckets = {str(k): {"resolution": [b[0], b[1]], "count": n}
                for k, (b, n) in enumerate(ds.bucket_counts().items())}
     sizing = ds.sizings[0]
-    cfg = ds.cfg
-    values = {
-        "ss_num_train_images": ds.train_samples,
-        "ss_num_reg_images": sum(ds.reg_uses.values()),
-        "ss_num_batches_per_epoch": ds.steps_per_epoch(global_batch_size),
-        "ss_dataset_dirs": json.dumps(dirs),
-        "ss_reg_dataset_dirs": json.dumps(reg_dirs),
-        "ss_tag_frequency": json.dumps(ds.tag_frequency()),
-        "ss_bucket_info": json.dumps({"buckets": buckets,
-                                      "mean_img_ar_error": mean_aspect_error(ds)}),
-        "ss_resolution": f"({sizing.resolution[0]}, {sizing.resolution[1]})",
-        "ss_enable_bucket": sizing.enable_bucket,
-        "ss_min_bucket_reso": sizing.min_bucket_reso,
-        "ss_max_bucket_reso": sizing.max_bucket_reso,
-        "ss_bucket_no_upscale": sizing.bucket_no_upscale,
-        "ss_flip_aug": bool(cfg.flip_aug), "ss_color_aug": bool(cfg.color_aug),
-        "ss_random_crop": bool(cfg.random_crop), "ss_shuffle_caption": bool(cfg.shuffle_caption),
-        "ss_keep_tokens": cfg.keep_tokens, "ss_caption_dropout_rate": cfg.caption_dropout_rate,
-        "ss_caption_dropout_every_n_epochs": cfg.caption_dropout_every_n_epochs,
-        "ss_caption_tag_dropout_rate": cfg.caption_tag_dropout_rate,
-        "ss_prior_loss_weight": cfg.prior_loss_weight,
-    }
-    return {k: v if isinstance(v, str) else str(v) for k, v in values.items()}
+    return DatasetFacts(
+        resolution=(sizing.resolution[0], sizing.resolution[1]),
+        enable_bucket=sizing.enable_bucket, min_bucket_reso=sizing.min_bucket_reso,
+        max_bucket_reso=sizing.max_bucket_reso, bucket_no_upscale=sizing.bucket_no_upscale,
+        num_train_images=ds.train_samples, num_reg_images=sum(ds.reg_uses.values()),
+        num_batches_per_epoch=ds.steps_per_epoch(global_batch_size),
+        dataset_dirs=dirs, reg_dataset_dirs=reg_dirs, tag_frequency=ds.tag_frequency(),
+        bucket_info={"buckets": buckets, "mean_img_ar_error": mean_aspect_error(ds)},
+    )

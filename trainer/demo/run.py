@@ -28,7 +28,7 @@ class Trained:
 
 def train_preset(mode: str, output_dir: Path, with_reg: bool, **overrides) -> Trained:
     """One training run of the demo preset; returns where it went and how long it took."""
-    from ..config import errors, validate
+    from ..config import errors, normalize, validate
     from ..train import train
     from .presets import preset_config
 
@@ -40,6 +40,7 @@ def train_preset(mode: str, output_dir: Path, with_reg: bool, **overrides) -> Tr
     if bad:
         raise UserError(f"the demo preset does not validate: {bad[0]}",
                         f"check {files.PRESETS[mode]}")
+    cfg = normalize(cfg)
     started = time.monotonic()
     if train(cfg) != 0:
         raise UserError(f"the demo training in {output_dir} failed", "see the messages above")

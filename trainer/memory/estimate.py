@@ -88,8 +88,7 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     from .step import attention_kind, place, trace_step
 
     quiet_libraries()
-    cfg = cfg.copy()
-    normalize(cfg)  # e.g. use_8bit_adam -> optimizer_type=AdamW8bit, as the trainer sees it
+    cfg = normalize(cfg)  # e.g. use_8bit_adam -> optimizer_type=AdamW8bit, as the trainer sees it
     if models is None:
         models = meta_models(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                              v_parameterization=cfg.v_parameterization or None)

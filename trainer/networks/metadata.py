@@ -13,23 +13,27 @@ import os
 import random
 import time
 from datetime import datetime
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from ..data.summary import DatasetFacts
 
 NETWORK_MODULE = "networks.lora"
 # What remains with no_metadata (sd-scripts' minimum keys).
 MINIMUM_KEYS = ("ss_v2", "ss_base_model_version", "ss_network_module", "ss_network_dim",
                 "ss_network_alpha", "ss_network_args")
 
-# cfg options stored as ss_<name> verbatim.
+# cfg options stored as ss_<name> verbatim. Not among them: the dataset's sizes (a dataset TOML
+# may set its own, so they come from DatasetFacts), max_train_steps (the run's computed total),
+# the unet/text encoder rates (the rate in effect) and network_dropout (the network's own).
 _OPTION_KEYS = (
-    "output_name", "learning_rate", "unet_lr", "text_encoder_lr", "gradient_checkpointing",
-    "gradient_accumulation_steps", "max_train_steps", "lr_warmup_steps", "lr_scheduler",
-    "network_dropout", "mixed_precision", "full_fp16", "clip_skip", "max_token_length",
+    "output_name", "learning_rate", "gradient_checkpointing",
+    "gradient_accumulation_steps", "lr_warmup_steps", "lr_scheduler",
+    "mixed_precision", "full_fp16", "clip_skip", "max_token_length",
     "cache_latents", "seed", "noise_offset", "training_comment", "max_grad_norm",
     "caption_dropout_rate", "caption_dropout_every_n_epochs", "caption_tag_dropout_rate",
     "prior_loss_weight", "min_snr_gamma", "color_aug", "flip_aug", "random_crop",
-    "shuffle_caption", "enable_bucket", "bucket_no_upscale", "min_bucket_reso",
-    "max_bucket_reso", "keep_tokens",
+    "shuffle_caption", "keep_tokens",
 )
 
 
@@ -37,55 +41,81 @@ def base_model_version(v2: bool, v_parameterization: bool) -> str:
     return ("sd_v2" if v2 else "sd_v1") + ("_v" if v_parameterization else "")
 
 
+class _Keys(dict):
+    """The metadata being assembled: each key is set by exactly one line of this module."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self:
+            raise KeyError(f"metadata key {key} is written twice")
+        super().__setitem__(key, value)
+
+    def update(self, other: Mapping[str, Any]) -> None:  # type: ignore[override]
+        for key, value in other.items():
+            self[key] = value
+
+
 def build_metadata(cfg, network, *, v2: bool, v_parameterization: bool, num_epochs: int,
-                   max_train_steps: int, num_train_images: int = 0, num_reg_images: int = 0,
-                   num_batches_per_epoch: int = 0, total_batch_size: int | None = None,
-                   dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
-                   reg_dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
-                   tag_frequency: Mapping[str, Mapping[str, int]] | None = None,
-                   bucket_info: Mapping[str, Any] | None = None, optimizer: str | None = None,
+                   max_train_steps: int, dataset: DatasetFacts | None = None,
+                   total_batch_size: int | None = None, optimizer: str | None = None,
                    network_args: Mapping[str, Any] | None = None,
                    training_started_at: float | None = None) -> dict[str, str]:
     """Metadata for the LoRA files of one run (call once at the start; see `for_save`).
 
-    dataset_dirs / reg_dataset_dirs: {folder name: {"n_repeats": n, "img_count": n}};
-    tag_frequency: {folder name: {tag: count}} of the training captions.
+    dataset: the indexed dataset's facts (trainer.data.summary.dataset_facts); without it,
+    only what the options say (sizes from cfg, no folders or counts).
     """
+    from ..data.summary import DatasetFacts
+
+    facts = dataset or DatasetFacts(resolution=_resolution(cfg.resolution),
+                                    enable_bucket=bool(cfg.enable_bucket),
+                                    min_bucket_reso=cfg.min_bucket_reso,
+                                    max_bucket_reso=cfg.max_bucket_reso,
+                                    bucket_no_upscale=bool(cfg.bucket_no_upscale))
     started = time.time() if training_started_at is None else training_started_at
-    meta: dict[str, Any] = {
+    meta = _Keys({
         "ss_v2": bool(v2),
         "ss_base_model_version": base_model_version(v2, v_parameterization),
         "ss_network_module": NETWORK_MODULE,
-        **_network_keys(network, network_args),
-        **_modelspec(cfg, v2, v_parameterization, started),
-    }
+    })
+    meta.update(_network_keys(network, network_args))
+    meta.update(_modelspec(cfg, v2, v_parameterization, started, facts.resolution))
     if cfg.no_metadata:
         return _strings(meta)
     meta.update({f"ss_{name}": cfg.get(name) for name in _OPTION_KEYS})
     for part in ("unet_lr", "text_encoder_lr"):  # the rate in effect, not just the override
         meta[f"ss_{part}"] = cfg.get(part) if cfg.get(part) is not None else cfg.learning_rate
-    width, height = _resolution(cfg.resolution)
     meta.update({
         "ss_session_id": random.randint(0, 2**32 - 1),
         "ss_training_started_at": started,
         "ss_max_train_steps": max_train_steps,
         "ss_num_epochs": num_epochs,
-        "ss_num_train_images": num_train_images,
-        "ss_num_reg_images": num_reg_images,
-        "ss_num_batches_per_epoch": num_batches_per_epoch,
         "ss_batch_size_per_device": cfg.train_batch_size,
         "ss_total_batch_size": total_batch_size or cfg.train_batch_size
         * cfg.gradient_accumulation_steps * cfg.num_processes,
-        "ss_resolution": f"({width}, {height})",
         "ss_optimizer": optimizer or _optimizer_text(cfg),
-        "ss_dataset_dirs": json.dumps(dict(dataset_dirs or {})),
-        "ss_reg_dataset_dirs": json.dumps(dict(reg_dataset_dirs or {})),
-        "ss_tag_frequency": json.dumps(dict(tag_frequency or {})),
-        "ss_bucket_info": json.dumps(bucket_info) if bucket_info is not None else None,
     })
+    meta.update(_dataset_keys(facts))
     meta.update(_model_identity("sd_model", cfg.pretrained_model_name_or_path))
     meta.update(_model_identity("vae", cfg.vae))
     return _strings(meta)
+
+
+def _dataset_keys(facts: DatasetFacts) -> dict:
+    width, height = facts.resolution
+    return {
+        "ss_resolution": f"({width}, {height})",
+        "ss_enable_bucket": bool(facts.enable_bucket),
+        "ss_min_bucket_reso": facts.min_bucket_reso,
+        "ss_max_bucket_reso": facts.max_bucket_reso,
+        "ss_bucket_no_upscale": bool(facts.bucket_no_upscale),
+        "ss_num_train_images": facts.num_train_images,
+        "ss_num_reg_images": facts.num_reg_images,
+        "ss_num_batches_per_epoch": facts.num_batches_per_epoch,
+        "ss_dataset_dirs": json.dumps(dict(facts.dataset_dirs)),
+        "ss_reg_dataset_dirs": json.dumps(dict(facts.reg_dataset_dirs)),
+        "ss_tag_frequency": json.dumps(dict(facts.tag_frequency)),
+        "ss_bucket_info": json.dumps(facts.bucket_info) if facts.bucket_info is not None else None,
+    }
 
 
 def for_save(metadata: Mapping[str, str], *, steps: int, epoch: int) -> dict[str, str]:
@@ -112,11 +142,12 @@ def _network_keys(network, network_args: Mapping[str, Any] | None) -> dict:
     return keys
 
 
-def _modelspec(cfg, v2: bool, v_parameterization: bool, started: float) -> dict:
+def _modelspec(cfg, v2: bool, v_parameterization: bool, started: float,
+               resolution: tuple[int, int]) -> dict:
     arch = "stable-diffusion-v1"
     if v2:
         arch = "stable-diffusion-v2-768-v" if v_parameterization else "stable-diffusion-v2-512"
-    width, height = _resolution(cfg.resolution)
+    width, height = resolution
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
         "modelspec.architecture": f"{arch}/lora",

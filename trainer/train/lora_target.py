@@ -77,10 +77,9 @@ class LoRATarget:
             self.cfg, self.network, v2=self.bundle.v2,
             v_parameterization=self.bundle.v_parameterization, num_epochs=session.total_epochs,
             max_train_steps=session.total_steps,
+            dataset=session.dataset.lora_facts(session.global_batch),
             total_batch_size=session.global_batch * session.accumulation,
             network_args=self.network_args)
-        if not self.cfg.no_metadata:
-            self.metadata.update(session.dataset.kohya_metadata(session.global_batch))
 
     # -- during training
     def trains_text_encoder(self, step: int) -> bool:  # noqa: ARG002 - same for every step
