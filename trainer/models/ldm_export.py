@@ -27,7 +27,9 @@ _UNET_RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "o
                 ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
                 ("conv_shortcut", "skip_connection"))
 _UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+             # SDXL's embedding of the pooled text and the size numbers
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
 _VAE_ATTENTION = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"),
                   ("to_out.0", "proj_out"))
 
@@ -128,8 +130,38 @@ _OPEN_CLIP_LAYER = (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1"
                     ("mlp.fc2", "mlp.c_proj"), ("self_attn.out_proj", "attn.out_proj"))
 
 
+def open_clip_layers(text_sd: dict, prefix: str) -> dict:
+    """transformers' CLIP text keys -> OpenCLIP's under `prefix`, q/k/v fused into in_proj."""
+    import torch
+
+    sd = strip_text_model(text_sd)
+    out = {
+        prefix + "token_embedding.weight": sd["embeddings.token_embedding.weight"],
+        prefix + "positional_embedding": sd["embeddings.position_embedding.weight"],
+        prefix + "ln_final.weight": sd["final_layer_norm.weight"],
+        prefix + "ln_final.bias": sd["final_layer_norm.bias"],
+    }
+    layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k)))
+    for i in range(layers):
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
+                [sd[f"{src}self_attn.{p}_proj.{kind}"] for p in "qkv"])
+        for new, old in _OPEN_CLIP_LAYER:
+            for kind in ("weight", "bias"):
+                out[f"{dst}{old}.{kind}"] = sd[f"{src}{new}.{kind}"]
+    return out
+
+
+def logit_scale(like) -> "object":
+    """CLIP's learned temperature, unused by image generation; the value CLIP ends training at."""
+    import torch
+
+    return torch.tensor(math.log(100.0), dtype=like.dtype, device=like.device)
+
+
 def open_clip_to_ldm(text_sd: dict) -> tuple[dict, set[str]]:
-    """SD 2.x: OpenCLIP keys under `cond_stage_model.model.`, q/k/v fused into in_proj.
+    """SD 2.x: OpenCLIP keys under `cond_stage_model.model.`.
 
     diffusers keeps 23 of OpenCLIP's 24 blocks (SD 2 reads the penultimate layer) and no
     projection; the original layout has them, so placeholders are written (returned as the
@@ -137,30 +169,14 @@ def open_clip_to_ldm(text_sd: dict) -> tuple[dict, set[str]]:
     """
     import torch
 
-    sd = strip_text_model(text_sd)
-    out = {
-        OPEN_CLIP_PREFIX + "token_embedding.weight": sd["embeddings.token_embedding.weight"],
-        OPEN_CLIP_PREFIX + "positional_embedding": sd["embeddings.position_embedding.weight"],
-        OPEN_CLIP_PREFIX + "ln_final.weight": sd["final_layer_norm.weight"],
-        OPEN_CLIP_PREFIX + "ln_final.bias": sd["final_layer_norm.bias"],
-    }
-    layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k)))
-    for i in range(layers):
-        src, dst = f"encoder.layers.{i}.", f"{OPEN_CLIP_PREFIX}transformer.resblocks.{i}."
-        for kind in ("weight", "bias"):
-            out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
-                [sd[f"{src}self_attn.{p}_proj.{kind}"] for p in "qkv"])
-        for new, old in _OPEN_CLIP_LAYER:
-            for kind in ("weight", "bias"):
-                out[f"{dst}{old}.{kind}"] = sd[f"{src}{new}.{kind}"]
-    hidden = out[OPEN_CLIP_PREFIX + "ln_final.weight"].shape[0]
+    out = open_clip_layers(text_sd, OPEN_CLIP_PREFIX)
+    layers = 1 + max(int(m.group(1)) for k in out if (m := re.search(r"\.resblocks\.(\d+)\.", k)))
     like = out[OPEN_CLIP_PREFIX + "ln_final.weight"]
     placeholders = {k.replace(f".resblocks.{layers - 1}.", f".resblocks.{layers}."): v.clone()
                     for k, v in out.items() if f".resblocks.{layers - 1}." in k}
     placeholders[OPEN_CLIP_PREFIX + "text_projection"] = torch.eye(
-        hidden, dtype=like.dtype, device=like.device)
-    placeholders[OPEN_CLIP_PREFIX + "logit_scale"] = torch.tensor(
-        math.log(100.0), dtype=like.dtype, device=like.device)
+        like.shape[0], dtype=like.dtype, device=like.device)
+    placeholders[OPEN_CLIP_PREFIX + "logit_scale"] = logit_scale(like)
     out.update(placeholders)
     return out, set(placeholders)
 
