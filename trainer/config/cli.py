@@ -7,8 +7,8 @@ import sys
 from typing import Sequence
 
 from .files import file_mode, read_file, suggest, typed_values
-from .options import OPTIONS
-from .schema import GROUPS, MODE_TITLES, Config, Option
+from .options import OPTIONS, Config
+from .schema import GROUPS, MODE_TITLES, Option
 from .values import ConfigError
 
 DESCRIPTIONS = {

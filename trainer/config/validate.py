@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import Config
+from .options import BY_NAME, Config
 from .values import ConfigError, is_finite_value, literal, parse_key_values
 
 MODEL_SUFFIXES = (".ckpt", ".safetensors", ".bin", ".pt", ".pth", ".yaml")
