@@ -85,7 +85,7 @@ class Config:
     # Model
     pretrained_model_name_or_path: str | None = opt(None, Group.MODEL,
         "Base model: a .safetensors/.ckpt Stable Diffusion checkpoint, a diffusers folder, "
-        "or a hub id such as stabilityai/stable-diffusion-2.", path="path")
+        "or a hub id such as stabilityai/stable-diffusion-2.", path="path", must_exist=True)
     v2: bool = opt(False, Group.MODEL,
         "The base model is Stable Diffusion 2.x (OpenCLIP text encoder, penultimate layer). "
         "Detected from the weights; set it to insist.")
@@ -94,20 +94,21 @@ class Config:
         "and 768-v-ema. Use together with --v2.")
     vae: str | None = opt(None, Group.MODEL,
         "Replace the model's VAE with this one (checkpoint, VAE-only file or diffusers "
-        "folder); it is baked into the saved model.", path="path")
+        "folder); it is baked into the saved model.", path="path", must_exist=True)
     tokenizer: str | None = opt(None, Group.MODEL,
         "Tokenizer folder or hub id, for single-file checkpoints (they contain none). "
         "Default: the hub cache's CLIP tokenizer for v1, the SD 2 tokenizer for v2.",
-        path="path", advanced=True)
+        path="path", must_exist=True, advanced=True)
 
     # Folders
     train_data_dir: str | None = opt(None, Group.FOLDERS,
         "Folder that holds the training image folders named '<repeats>_<identifier> <class>', "
-        "e.g. '20_sls frog'.", path="dir")
+        "e.g. '20_sls frog'.", path="dir",
+        must_exist=True, expects="a folder of '<repeats>_<identifier> <class>' folders")
     reg_data_dir: str | None = opt(None, Group.FOLDERS,
         "Folder that holds regularization image folders named '<repeats>_<class>', "
         "e.g. '1_frog'. Optional: without it the whole class drifts toward your subject.",
-        path="dir")
+        path="dir", must_exist=True, expects="a folder of '<repeats>_<class>' folders")
     output_dir: str | None = opt(None, Group.FOLDERS,
         "Run folder: models, samples, state, config.toml and events.jsonl are written here.",
         path="dir")
@@ -116,7 +117,8 @@ class Config:
         "epoch saves 'epoch-000001', step saves 'at-step00000100' (as in sd-scripts).")
     dataset_config: str | None = opt(None, Group.FOLDERS,
         "sd-scripts dataset TOML ([general], [[datasets]], [[datasets.subsets]]) used instead "
-        "of train_data_dir/reg_data_dir.", path="file", advanced=True)
+        "of train_data_dir/reg_data_dir.", path="file", advanced=True,
+        must_exist=True, expects="an sd-scripts dataset .toml file")
 
     # Dataset
     resolution: str = opt("512", Group.DATASET,
@@ -292,12 +294,13 @@ class Config:
         advanced=True)
     resume: str | None = opt(None, Group.SAVING,
         "Continue from a saved state folder: same step, same epoch, same next batch.",
-        path="dir")
+        path="dir", must_exist=True, expects="a '-state' folder written by save_state")
 
     # Samples
     sample_prompts: str | None = opt(None, Group.SAMPLES,
         "Text file with one prompt per line; options --n negative, --w width, --h height, "
-        "--d seed, --l CFG scale, --s steps.", path="file")
+        "--d seed, --l CFG scale, --s steps.", path="file",
+        must_exist=True, expects="a text file with one prompt per line")
     sample_every_n_steps: int | None = opt(None, Group.SAMPLES, "Generate samples every N steps.", minimum=1)
     sample_every_n_epochs: int | None = opt(None, Group.SAMPLES, "Generate samples every N epochs.",
         minimum=1)
@@ -338,7 +341,7 @@ class Config:
         modes=LORA, advanced=True)
     network_weights: str | None = opt(None, Group.NETWORK,
         "Start from the weights of this LoRA file (continue training).", modes=LORA,
-        path="file")
+        path="file", must_exist=True, expects="a LoRA .safetensors file")
     dim_from_weights: bool = opt(False, Group.NETWORK,
         "Take network_dim / alpha from the network_weights file.", modes=LORA,
         advanced=True)
