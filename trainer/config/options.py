@@ -126,20 +126,20 @@ class Config:
         "With bucketing it is the largest area a bucket may have.")
     caption_extension: str = opt(".caption", Group.DATASET,
         "Extension of caption files beside the images (e.g. .caption or .txt). A caption "
-        "replaces the folder's 'identifier class' prompt for that image.")
+        "replaces the folder's 'identifier class' prompt for that image.", subset=True)
     shuffle_caption: bool = opt(False, Group.DATASET,
-        "Shuffle the comma-separated parts of each caption every time it is used.")
+        "Shuffle the comma-separated parts of each caption every time it is used.", subset=True)
     keep_tokens: int = opt(0, Group.DATASET,
         "Keep the first N comma-separated parts of the caption in place when shuffling "
-        "(e.g. 1 keeps the identifier first).", minimum=0)
+        "(e.g. 1 keeps the identifier first).", minimum=0, subset=True)
     caption_dropout_rate: float = opt(0.0, Group.DATASET,
         "Probability that a sample is trained with an empty caption.",
-        minimum=0.0, maximum=1.0, advanced=True)
+        minimum=0.0, maximum=1.0, advanced=True, subset=True)
     caption_dropout_every_n_epochs: int = opt(0, Group.DATASET,
-        "Drop all captions every N-th epoch (0: never).", minimum=0, advanced=True)
+        "Drop all captions every N-th epoch (0: never).", minimum=0, advanced=True, subset=True)
     caption_tag_dropout_rate: float = opt(0.0, Group.DATASET,
         "Probability that each comma-separated tag is dropped from the caption.",
-        minimum=0.0, maximum=1.0, advanced=True)
+        minimum=0.0, maximum=1.0, advanced=True, subset=True)
     prior_loss_weight: float = opt(1.0, Group.DATASET,
         "Loss weight of regularization images. 1.0 is the usual value.", minimum=0.0)
     enable_bucket: bool = opt(False, Group.DATASET,
@@ -156,12 +156,13 @@ class Config:
     bucket_no_upscale: bool = opt(False, Group.DATASET,
         "Never enlarge small images to fill a bucket; use a smaller bucket instead.")
     random_crop: bool = opt(False, Group.DATASET,
-        "Crop at a random position instead of the center (not with cache_latents).")
+        "Crop at a random position instead of the center (not with cache_latents).", subset=True)
     flip_aug: bool = opt(False, Group.DATASET,
-        "Horizontal flip augmentation (p=0.5). Works with cache_latents (both sides cached).")
+        "Horizontal flip augmentation (p=0.5). Works with cache_latents (both sides cached).",
+        subset=True)
     color_aug: bool = opt(False, Group.DATASET,
         "Small random hue shift augmentation. Needs fresh VAE encodes, so not with "
-        "cache_latents.")
+        "cache_latents.", subset=True)
     debug_dataset: bool = opt(False, Group.DATASET,
         "Print a dataset report (concepts, repeats, regularization balance, buckets, "
         "captions) and write a contact sheet PNG into output_dir, then exit without "
@@ -368,6 +369,8 @@ class Config:
 
 OPTIONS: list[Option] = options_of(Config)
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+# What a dataset subset (dataset_config table or concept folder) may set for itself.
+SUBSET_OPTIONS: list[Option] = [o for o in OPTIONS if o.subset]
 
 
 def options_for(mode: str, options: list[Option] | None = None) -> list[Option]:

@@ -126,6 +126,20 @@ def _check_range(option: Option, value: Any) -> None:
         raise ConfigError(option.name, f"{value} is above the maximum {_fmt(option.maximum)}")
 
 
+def allowed_values(option: Option) -> str | None:
+    """'use a value from 0 to 1', 'use 0 or more', 'use one of: ...'; None when any value goes."""
+    low, high = option.minimum, option.maximum
+    if option.choices is not None:
+        return "use one of: " + ", ".join(str(c) for c in option.choices)
+    if low is not None and high is not None:
+        return f"use a value from {_fmt(low)} to {_fmt(high)}"
+    if low is not None:
+        return f"use {_fmt(low)} or more"
+    if high is not None:
+        return f"use {_fmt(high)} or less"
+    return None
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
