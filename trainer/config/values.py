@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import shlex
-from typing import Any
+from typing import Any, Callable
 
 from .schema import Option
 
@@ -81,7 +81,7 @@ def normalize_resolution(raw: Any) -> str:
     return text
 
 
-_PARSERS = {bool: parse_bool, int: _parse_int, float: _parse_float, list: _parse_list, str: str}
+_PARSERS: dict[type, Callable[[Any], Any]] = {bool: parse_bool, int: _parse_int, float: _parse_float, list: _parse_list, str: str}
 _NORMALIZERS = {"resolution": normalize_resolution}
 
 
@@ -104,16 +104,16 @@ def coerce(option: Option, raw: Any) -> Any:
     if option.name in _NORMALIZERS:
         value = _NORMALIZERS[option.name](value)
     if option.choices is not None:
-        value = _match_choice(option, value)
+        value = _match_choice(option, option.choices, value)
     _check_range(option, value)
     return value
 
 
-def _match_choice(option: Option, value: Any) -> Any:
-    for choice in option.choices:
+def _match_choice(option: Option, choices: tuple, value: Any) -> Any:
+    for choice in choices:
         if value == choice or (isinstance(value, str) and str(choice).lower() == value.lower()):
             return choice
-    allowed = ", ".join(str(c) for c in option.choices)
+    allowed = ", ".join(str(c) for c in choices)
     raise ConfigError(option.name, f"{value!r} is not one of: {allowed}")
 
 

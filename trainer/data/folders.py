@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,8 +43,8 @@ def augment(cfg) -> Augment:
 def subset_values(cfg, rules: type) -> dict[str, Any]:
     """The values in `cfg` of the subset options that are fields of `rules` (CaptionRules or
     Augment); fields that are no option (caption_prefix) keep their default."""
-    return {o.name: getattr(cfg, o.name) for o in SUBSET_OPTIONS
-            if o.name in rules.__dataclass_fields__}
+    names = {f.name for f in fields(rules)}
+    return {o.name: getattr(cfg, o.name) for o in SUBSET_OPTIONS if o.name in names}
 
 
 def parse_folder_name(name: str) -> tuple[int, str] | None:
