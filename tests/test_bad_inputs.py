@@ -96,7 +96,8 @@ def world(tiny_model, tiny_single, tmp_path_factory):
     concept = img / "5_sks dog"
     subset = f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{concept}'\n"
     w.dataset_dropout = _text(tmp / "dataset-dropout.toml", subset + "caption_dropout_rate = 5.0\n")
-    w.dataset_keep_tokens = _text(tmp / "dataset-keep.toml", "[general]\nkeep_tokens = -3\n" + subset)
+    w.dataset_keep_tokens = _text(tmp / "dataset-keep.toml",
+                                  "[general]\nkeep_tokens = -3\n" + subset)
     w.prompts = _text(tmp / "prompts.txt", "a photo of sks dog --w 64 --h 64\n")
     w.junk_model = tmp / "junk.safetensors"
     _write_safetensors(w.junk_model, {"a": [0.0, 1.0]})

@@ -12,8 +12,8 @@ from .validate import Problem, errors, parse_resolution, validate
 from .values import ConfigError, coerce
 
 __all__ = [
-    "BY_NAME", "CONFIG_VERSION", "GROUPS", "MODES", "MODE_TITLES", "OPTIONS", "SUBSET_OPTIONS", "Config",
-    "ConfigError", "Group", "Option", "Problem", "build_parser", "coerce", "config_dict", "dumps",
+    "BY_NAME", "CONFIG_VERSION", "GROUPS", "MODES", "MODE_TITLES", "OPTIONS", "SUBSET_OPTIONS",
+    "Config", "ConfigError", "Group", "Option", "Problem", "build_parser", "coerce", "config_dict", "dumps",
     "errors", "load_config", "options_for", "parse_args", "parse_resolution", "read_file",
     "resolve_relative_paths", "save_config", "to_argv", "typed_values", "validate",
 ]

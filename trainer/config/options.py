@@ -220,7 +220,8 @@ class Config:
     optimizer_args: list[str] = opt([], Group.OPTIMIZER,
         "Extra optimizer arguments as key=value, e.g. weight_decay=0.01 betas=0.9,0.999.",
         advanced=True)
-    lr_scheduler: str = opt("constant", Group.OPTIMIZER, "Learning-rate schedule.", choices=LR_SCHEDULERS)
+    lr_scheduler: str = opt("constant", Group.OPTIMIZER, "Learning-rate schedule.",
+        choices=LR_SCHEDULERS)
     lr_warmup_steps: int = opt(0, Group.OPTIMIZER,
         "Steps of linear warm-up at the start (for schedules that warm up).", minimum=0)
     lr_scheduler_num_cycles: int = opt(1, Group.OPTIMIZER,
@@ -302,7 +303,8 @@ class Config:
         "Text file with one prompt per line; options --n negative, --w width, --h height, "
         "--d seed, --l CFG scale, --s steps.", path="file",
         must_exist=True, expects="a text file with one prompt per line")
-    sample_every_n_steps: int | None = opt(None, Group.SAMPLES, "Generate samples every N steps.", minimum=1)
+    sample_every_n_steps: int | None = opt(None, Group.SAMPLES,
+        "Generate samples every N steps.", minimum=1)
     sample_every_n_epochs: int | None = opt(None, Group.SAMPLES, "Generate samples every N epochs.",
         minimum=1)
     sample_at_first: bool = opt(False, Group.SAMPLES, "Generate samples before the first step.")
@@ -346,7 +348,8 @@ class Config:
     dim_from_weights: bool = opt(False, Group.NETWORK,
         "Take network_dim / alpha from the network_weights file.", modes=LORA,
         advanced=True)
-    network_train_unet_only: bool = opt(False, Group.NETWORK, "Train only the U-Net LoRA.", modes=LORA)
+    network_train_unet_only: bool = opt(False, Group.NETWORK,
+        "Train only the U-Net LoRA.", modes=LORA)
     network_train_text_encoder_only: bool = opt(False, Group.NETWORK,
         "Train only the text-encoder LoRA.", modes=LORA)
     training_comment: str | None = opt(None, Group.NETWORK,
