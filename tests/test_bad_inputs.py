@@ -93,6 +93,11 @@ def world(tiny_model, tiny_single, tmp_path_factory):
     w.dataset_missing_dir = _text(tmp / "dataset-missing.toml",
                                   "[[datasets]]\n[[datasets.subsets]]\n"
                                   f"image_dir = '{tmp / 'nowhere'}'\n")
+    concept = img / "5_sks dog"
+    subset = f"[[datasets]]\n[[datasets.subsets]]\nimage_dir = '{concept}'\n"
+    w.dataset_dropout = _text(tmp / "dataset-dropout.toml", subset + "caption_dropout_rate = 5.0\n")
+    w.dataset_keep_tokens = _text(tmp / "dataset-keep.toml",
+                                  "[general]\nkeep_tokens = -3\n" + subset)
     w.prompts = _text(tmp / "prompts.txt", "a photo of sks dog --w 64 --h 64\n")
     w.junk_model = tmp / "junk.safetensors"
     _write_safetensors(w.junk_model, {"a": [0.0, 1.0]})
@@ -236,6 +241,14 @@ CASES = [
     Case("dataset-toml-missing-dir", lambda w: db(w, dataset_config=w.dataset_missing_dir,
                                                   train_data_dir=None), "dataset-missing.toml",
          "image_dir", "files"),
+    # subset values are checked as the command line checks the options of the same name
+    Case("dataset-toml-dropout-above-1",
+         lambda w: db(w, dataset_config=w.dataset_dropout, train_data_dir=None),
+         "dataset-dropout.toml, dataset 1, subset 1, 'caption_dropout_rate'", "from 0 to 1",
+         "files"),
+    Case("dataset-toml-negative-keep-tokens",
+         lambda w: db(w, dataset_config=w.dataset_keep_tokens, train_data_dir=None),
+         "dataset-keep.toml, [general], 'keep_tokens'", "0 or more", "files"),
     # -- dataset folders
     Case("no-repeats-folders", lambda w: db(w, train_data_dir=w.no_concepts), "no-concepts",
          "'<repeats>_<identifier> <class>'", "folders"),

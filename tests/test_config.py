@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
+import pickle
+import typing
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from trainer.config import (BY_NAME, MODES, OPTIONS, Config, current_version, lo
                             normalize, options_for, parse_args, read_file, register_migration,
                             rename_option, save_config, to_argv, validate)
 from trainer.config import migrations
+import trainer.config.schema
 from trainer.config.validate import errors
 from trainer.errors import UserError
 
@@ -55,6 +61,48 @@ def full_config(mode):
 def test_seed_options_exist():
     missing = [name for name in SEED_OPTIONS if name not in BY_NAME]
     assert not missing
+
+
+def test_options_are_typed_fields_of_config():
+    """A type checker sees cfg.keep_tokens as an int: every option is an annotated field."""
+    hints = typing.get_type_hints(Config)
+    expected = {str: str, int: int, float: float, bool: bool, list: list[str]}
+    for option in OPTIONS:
+        annotation = expected[option.type]
+        assert hints[option.name] == (annotation | None if option.nullable else annotation)
+    assert hints["keep_tokens"] is int and hints["seed"] == int | None
+    assert [f.name for f in dataclasses.fields(Config) if f.name != "mode"] == list(BY_NAME)
+
+
+def test_config_keeps_mode_defaults_and_refuses_unknown_names():
+    lora, db = Config("lora"), Config("db")
+    assert (lora.learning_rate, db.learning_rate) == (1e-4, 2e-6)
+    assert lora.optimizer_args == [] and lora.optimizer_args is not Config("lora").optimizer_args
+    for cfg, name in ((lora, "learning_rat"), (lora, "mode"), (db, "__dict__")):
+        with pytest.raises(AttributeError, match="no option named"):
+            setattr(cfg, name, 1)
+    lora.seed = 7
+    assert lora.changed() == {"seed": 7} and lora.copy() == lora != Config("lora")
+    assert lora.get("seed") == 7 and lora.get("mode", "none") == "none"
+    assert pickle.loads(pickle.dumps(lora)) == lora
+
+
+def test_the_option_schema_does_not_import_the_option_table():
+    """schema.py (the shape of an option) is below options.py (the options): no cycle."""
+    source = (Path(trainer.config.schema.__file__)).read_text(encoding="utf-8")
+    assert "options" not in {node.module for node in ast.walk(ast.parse(source))
+                             if isinstance(node, ast.ImportFrom)}
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.must_exist], ids=lambda o: o.name)
+def test_paths_declared_must_exist_are_checked(tmp_path, option):
+    mode = "lora" if option.used_in("lora") else "db"
+    missing = tmp_path / "gone" / ("model.safetensors" if option.path == "path" else "x")
+    problems = validate(Config(mode, {option.name: str(missing)}))
+    mine = [str(p) for p in problems if p.option == option.name]
+    assert mine and f"{missing} does not exist" in mine[0]
+    if option.expects:
+        assert mine[0].endswith(f"; give {option.expects}")
 
 
 def test_every_option_is_fully_declared():

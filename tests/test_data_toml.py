@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import make_concept
-from trainer.config import Config
+from trainer.config import SUBSET_OPTIONS, Config
 from trainer.data import build_dataset
 from trainer.errors import UserError
 
@@ -98,6 +98,17 @@ resolution = 128
     ("[[datasets]]\n[[datasets.subsets]]\nimage_dir='x'\nflip_aug='yes'\n",
      "'flip_aug': 'yes' is not true or false"),
     ("[general]\nshuffle_caption = true\n", "no datasets"),
+    # subset and dataset values obey the ranges of the options of the same name
+    ("[[datasets]]\n[[datasets.subsets]]\nimage_dir='x'\ncaption_dropout_rate=5.0\n",
+     "subset 1, 'caption_dropout_rate': 5.0 is above the maximum 1 (use a value from 0 to 1)"),
+    ("[general]\nkeep_tokens=-3\n[[datasets]]\n[[datasets.subsets]]\nimage_dir='x'\n",
+     "[general], 'keep_tokens': -3 is below the minimum 0 (use 0 or more)"),
+    ("[[datasets]]\ncaption_tag_dropout_rate=-0.5\n[[datasets.subsets]]\nimage_dir='x'\n",
+     "dataset 1, 'caption_tag_dropout_rate': -0.5 is below the minimum 0"),
+    ("[[datasets]]\nmin_bucket_reso=8\n[[datasets.subsets]]\nimage_dir='x'\n",
+     "dataset 1, 'min_bucket_reso': 8 is below the minimum 64 (use a value from 64 to 16384)"),
+    ("[[datasets]]\n[[datasets.subsets]]\nimage_dir='x'\nkeep_tokens=1.5\n",
+     "'keep_tokens': 1.5 is not a whole number"),
     ("[[datasets]\n", "not valid TOML"),
 ])
 def test_bad_dataset_config_names_file_place_and_fix(tmp_path, text, message):
@@ -114,3 +125,21 @@ def test_sd_scripts_keys_without_effect_are_ignored_with_a_warning(tmp_path):
     warnings: list[str] = []
     build_dataset(cfg_for(path, resolution="64"), warn=warnings.append)
     assert warnings == [f"dataset_config {path}: 'enable_wildcard' is not supported and is ignored"]
+
+
+def _other_value(option):
+    return {bool: True, int: 2, float: 0.25, str: ".txt"}[option.type]
+
+
+@pytest.mark.parametrize("option", SUBSET_OPTIONS, ids=lambda o: o.name)
+def test_every_subset_option_can_be_set_per_subset(tmp_path, option):
+    """Declared once with subset=True: a subset table takes it and its images use it."""
+    make_concept(tmp_path / "one", 1)
+    value = _other_value(option)
+    assert value != option.default
+    toml_value = f'"{value}"' if isinstance(value, str) else str(value).lower()
+    path = write(tmp_path, f"[[datasets]]\n[[datasets.subsets]]\nimage_dir='{tmp_path / 'one'}'\n"
+                           f"{option.name} = {toml_value}\n")
+    subset, = build_dataset(cfg_for(path, resolution="64")).subsets
+    rules = {**vars(subset.captions), **vars(subset.augment)}
+    assert rules[option.name] == value

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from .files import file_mode, read_file, suggest, typed_values
-from .options import OPTIONS
-from .schema import GROUPS, MODE_TITLES, Config, Option
+from .options import OPTIONS, Config
+from .schema import GROUPS, MODE_TITLES, Option
 from ..errors import UserError
 
 DESCRIPTIONS = {
@@ -66,7 +66,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     for option in OPTIONS:
         if not option.used_in(mode):
             continue
-        kwargs = dict(dest=option.name, metavar=_metavar(option), help=_describe(option, mode))
+        kwargs: dict[str, Any] = dict(dest=option.name, metavar=_metavar(option),
+                                      help=_describe(option, mode))
         if option.type is bool:
             kwargs.update(nargs="?", const="true")  # --flag, or --flag=false
         elif option.type is list:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import atomic
-from .options import BY_NAME, OPTIONS
-from .schema import MODE_TITLES, MODES, Config
+from .options import BY_NAME, OPTIONS, Config
+from .schema import MODE_TITLES, MODES
 from ..errors import UserError
 from .migrations import current_version, migrate
 from .values import coerce

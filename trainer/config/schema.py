@@ -1,30 +1,43 @@
-"""The shape of one option, and the Config object built from the option table.
+"""The shape of one option, and how the option list is read off a dataclass that declares them.
 
 Pure standard library: the GUI and `--help` import this without torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from enum import Enum
+from typing import Any, Mapping, Union
 
 MODES = ("db", "lora")
 MODE_TITLES = {"db": "DreamBooth / fine-tune", "lora": "LoRA"}
+DB = ("db",)
+LORA = ("lora",)
 
-# Order of the groups in --help, in the GUI's accordions and in written config files.
-GROUPS = (
-    "Model",
-    "Folders",
-    "Dataset",
-    "Training",
-    "Optimizer & schedule",
-    "Memory & precision",
-    "Saving",
-    "Samples",
-    "Logging",
-    "Network",
-    "Launch",
-)
+
+class Group(Enum):
+    """Where an option is shown; the order here is the order in --help, the GUI and files."""
+
+    MODEL = "Model"
+    FOLDERS = "Folders"
+    DATASET = "Dataset"
+    TRAINING = "Training"
+    OPTIMIZER = "Optimizer & schedule"
+    MEMORY = "Memory & precision"
+    SAVING = "Saving"
+    SAMPLES = "Samples"
+    LOGGING = "Logging"
+    NETWORK = "Network"
+    LAUNCH = "Launch"
+
+
+GROUPS = tuple(group.value for group in Group)
+
+# The value types an option may have; list means a list of strings.
+OPTION_TYPES = (str, int, float, bool, list)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,14 @@ class Option:
     mode_defaults: Mapping[str, Any] = field(default_factory=dict)
     # Shown in the GUI only under "advanced"; still on the CLI and in files.
     advanced: bool = False
+    # A dataset subset (a [[datasets.subsets]] table or its dataset / [general]) may set its
+    # own value; the option's value is what subsets without one use.
+    subset: bool = False
+    # Validation refuses a value naming nothing on disk. For path="dir"/"file" the text says
+    # what to give instead; for path="path" a value that does not look like a path is taken
+    # as a hub id.
+    must_exist: bool = False
+    expects: str | None = None
 
     def default_for(self, mode: str) -> Any:
         value = self.mode_defaults.get(mode, self.default)
@@ -64,63 +85,50 @@ class Option:
         return mode in self.modes
 
 
-class Config:
-    """Resolved option values for one mode, with attribute access (cfg.learning_rate)."""
-
-    __slots__ = ("mode", "_values")
-
-    def __init__(self, mode: str, values: Mapping[str, Any] | None = None):
-        from .options import OPTIONS  # late: options.py imports this module
-
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "_values", {o.name: o.default_for(mode) for o in OPTIONS})
-        if values:
-            self.update(values)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"no option named {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self._values:
-            raise AttributeError(f"no option named {name!r}")
-        self._values[name] = value
-
-    def update(self, values: Mapping[str, Any]) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in self._values.items()}
-
-    def changed(self) -> dict[str, Any]:
-        """Only the values that differ from this mode's defaults (what a preset stores)."""
-        from .options import OPTIONS
-
-        return {
-            o.name: self._values[o.name]
-            for o in OPTIONS
-            if self._values[o.name] != o.default_for(self.mode)
-        }
-
-    def copy(self) -> "Config":
-        return Config(self.mode, self.to_dict())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Config) and other.mode == self.mode and other._values == self._values
-
-    def __repr__(self) -> str:
-        return f"Config({self.mode!r}, {self.changed()!r})"
+_DECLARATION = "option"  # the key of a field's metadata that holds its declaration
 
 
-def options_for(mode: str, options: Iterable[Option] | None = None) -> list[Option]:
-    from .options import OPTIONS
+def opt(default: Any, group: Group, help: str, **facts: Any) -> Any:
+    """Declare one option as a dataclass field: its default, group, help and the other facts
+    of `Option` (modes, choices, minimum, ...). Name and type come from the field itself."""
+    declaration = dict(default=default, group=group.value, help=help, **facts)
+    return dataclasses.field(metadata={_DECLARATION: declaration})
 
-    return [o for o in (options or OPTIONS) if o.used_in(mode)]
+
+def options_of(cls: type) -> list[Option]:
+    """The `Option` of every field of the dataclass `cls` declared with `opt`, in order."""
+    hints = typing.get_type_hints(cls)
+    options = []
+    for f in dataclasses.fields(cls):
+        if _DECLARATION not in f.metadata:
+            continue
+        value_type, nullable = _value_type(hints[f.name])
+        option = Option(name=f.name, type=value_type, **f.metadata[_DECLARATION])
+        if option.nullable != nullable:  # the annotation must say what the default says
+            raise TypeError(f"option {f.name}: annotation {hints[f.name]} does not match "
+                            f"default {option.default!r}")
+        _check_declaration(option)
+        options.append(option)
+    return options
+
+
+def _value_type(annotation: Any) -> tuple[type, bool]:
+    """`int | None` -> (int, True); `list[str]` -> (list, False)."""
+    nullable = False
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(members) < len(typing.get_args(annotation))
+        if len(members) != 1:
+            raise TypeError(f"an option has one value type, not {annotation}")
+        annotation = members[0]
+    base = typing.get_origin(annotation) or annotation
+    if base not in OPTION_TYPES:
+        raise TypeError(f"unsupported option type {annotation}")
+    return base, nullable
+
+
+def _check_declaration(option: Option) -> None:
+    if option.must_exist and (option.path is None or (option.path != "path"
+                                                      and not option.expects)):
+        raise TypeError(f"option {option.name}: must_exist needs path= (and expects= for a "
+                        "file or folder)")

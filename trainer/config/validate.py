@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import Config
+from .options import BY_NAME, Config
 from ..errors import UserError
 from .values import is_finite_value, literal, parse_key_values
 
@@ -245,19 +245,14 @@ def _model_flags(cfg: Config):
 _CHECKS = (_required, _resolution, _augmentation, _precision, _optimizer, _saving, _network,
            _model_flags)
 
-_EXISTING = {
-    "train_data_dir": ("dir", "a folder of '<repeats>_<identifier> <class>' folders"),
-    "reg_data_dir": ("dir", "a folder of '<repeats>_<class>' folders"),
-    "dataset_config": ("file", "an sd-scripts dataset .toml file"),
-    "sample_prompts": ("file", "a text file with one prompt per line"),
-    "resume": ("dir", "a '-state' folder written by save_state"),
-    "network_weights": ("file", "a LoRA .safetensors file"),
-}
-_MAYBE_HUB = ("pretrained_model_name_or_path", "vae", "tokenizer")
+# Options whose value must name something on disk (declared with must_exist=True).
+_EXISTING = [o for o in BY_NAME.values() if o.must_exist and o.path in ("dir", "file")]
+_MAYBE_HUB = [o for o in BY_NAME.values() if o.must_exist and o.path == "path"]
 
 
 def _check_paths(cfg: Config):
-    for name, (kind, what) in _EXISTING.items():
+    for option in _EXISTING:
+        name, kind, what = option.name, option.path, option.expects
         value = cfg.get(name)
         if not value:
             continue
@@ -268,10 +263,10 @@ def _check_paths(cfg: Config):
             yield Problem(name, f"{value} is a file; give {what}")
         elif kind == "file" and not path.is_file():
             yield Problem(name, f"{value} is a folder; give {what}")
-    for name in _MAYBE_HUB:
-        value = cfg.get(name)
+    for option in _MAYBE_HUB:
+        value = cfg.get(option.name)
         if value and looks_like_path(value) and not Path(value).expanduser().exists():
-            yield Problem(name, f"{value} does not exist (not a file, folder or hub id)")
+            yield Problem(option.name, f"{value} does not exist (not a file, folder or hub id)")
     if cfg.output_dir:
         problem = output_dir_problem(Path(cfg.output_dir).expanduser())
         if problem:

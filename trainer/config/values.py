@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import shlex
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
 from .schema import Option
@@ -73,7 +73,7 @@ def normalize_resolution(raw: Any) -> str:
     return text
 
 
-_PARSERS = {bool: parse_bool, int: _parse_int, float: _parse_float, list: _parse_list, str: str}
+_PARSERS: dict[type, Callable[[Any], Any]] = {bool: parse_bool, int: _parse_int, float: _parse_float, list: _parse_list, str: str}
 _NORMALIZERS = {"resolution": normalize_resolution}
 
 
@@ -96,16 +96,16 @@ def coerce(option: Option, raw: Any) -> Any:
     if option.name in _NORMALIZERS:
         value = _NORMALIZERS[option.name](value)
     if option.choices is not None:
-        value = _match_choice(option, value)
+        value = _match_choice(option, option.choices, value)
     _check_range(option, value)
     return value
 
 
-def _match_choice(option: Option, value: Any) -> Any:
-    for choice in option.choices:
+def _match_choice(option: Option, choices: tuple, value: Any) -> Any:
+    for choice in choices:
         if value == choice or (isinstance(value, str) and str(choice).lower() == value.lower()):
             return choice
-    allowed = ", ".join(str(c) for c in option.choices)
+    allowed = ", ".join(str(c) for c in choices)
     raise UserError(f"{value!r} is not one of: {allowed}", option=option.name)
 
 
@@ -118,6 +118,20 @@ def _check_range(option: Option, value: Any) -> None:
     if option.maximum is not None and value > option.maximum:
         raise UserError(f"{value} is above the maximum {_fmt(option.maximum)}",
                         option=option.name)
+
+
+def allowed_values(option: Option) -> str | None:
+    """'use a value from 0 to 1', 'use 0 or more', 'use one of: ...'; None when any value goes."""
+    low, high = option.minimum, option.maximum
+    if option.choices is not None:
+        return "use one of: " + ", ".join(str(c) for c in option.choices)
+    if low is not None and high is not None:
+        return f"use a value from {_fmt(low)} to {_fmt(high)}"
+    if low is not None:
+        return f"use {_fmt(low)} or more"
+    if high is not None:
+        return f"use {_fmt(high)} or less"
+    return None
 
 
 def _fmt(number: float) -> str:

@@ -31,8 +31,8 @@ def _sizing_from_cfg(cfg) -> Sizing:
         resolution = parse_resolution(cfg.resolution)
     except ValueError as err:
         raise UserError(f"--resolution: {err}") from None
-    return Sizing(resolution, bool(cfg.enable_bucket), cfg.min_bucket_reso, cfg.max_bucket_reso,
-                  cfg.bucket_reso_steps, bool(cfg.bucket_no_upscale))
+    return Sizing(resolution, cfg.enable_bucket, cfg.min_bucket_reso, cfg.max_bucket_reso,
+                  cfg.bucket_reso_steps, cfg.bucket_no_upscale)
 
 
 def _check_sizing(sizing: Sizing, where: str) -> None:
@@ -88,8 +88,8 @@ class Dataset:
                  warnings: list[str], warn: Callable[[str], None]):
         self.cfg, self.sizings, self.subsets, self.items = cfg, sizings, subsets, items
         self.warnings, self.warn = warnings, warn
-        self.seed = int(cfg.seed) if cfg.seed is not None else 0
-        self.prior_loss_weight = float(cfg.prior_loss_weight)
+        self.seed = cfg.seed if cfg.seed is not None else 0
+        self.prior_loss_weight = cfg.prior_loss_weight
         self.output_dir = cfg.output_dir
         self.is_reg = [subsets[item.subset].is_reg for item in items]
         self.broken: set[int] = set()  # items whose pixels turned out undecodable

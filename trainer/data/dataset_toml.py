@@ -12,7 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.options import BY_NAME, SUBSET_OPTIONS
+from ..config.schema import Option
 from ..config.validate import resolution_problem
+from ..config.values import allowed_values, coerce
 from ..errors import UserError
 from .buckets import Sizing
 from .concepts import Augment, CaptionRules, Subset
@@ -26,17 +29,17 @@ else:  # pragma: no cover
 
 Warn = Callable[[str], None]
 
-SUBSET_KEYS = {
-    "num_repeats": int, "class_tokens": str, "caption_extension": str, "shuffle_caption": bool,
-    "keep_tokens": int, "caption_prefix": str, "caption_suffix": str,
-    "caption_dropout_rate": float, "caption_dropout_every_n_epochs": int,
-    "caption_tag_dropout_rate": float, "flip_aug": bool, "color_aug": bool, "random_crop": bool,
+# A key that is also an option is checked by the option's own rules (type, range), as on the
+# command line; the others exist only in dataset TOML.
+SUBSET_KEYS: dict[str, Any] = {
+    **{o.name: o for o in SUBSET_OPTIONS},
+    "num_repeats": int, "class_tokens": str, "caption_prefix": str, "caption_suffix": str,
 }
 SUBSET_ONLY_KEYS = {"image_dir": str, "is_reg": bool}
-DATASET_KEYS = {
-    "resolution": "resolution", "batch_size": int, "enable_bucket": bool,
-    "min_bucket_reso": int, "max_bucket_reso": int, "bucket_reso_steps": int,
-    "bucket_no_upscale": bool,
+DATASET_KEYS: dict[str, Any] = {
+    "resolution": "resolution", "batch_size": int,
+    **{name: BY_NAME[name] for name in ("enable_bucket", "min_bucket_reso", "max_bucket_reso",
+                                        "bucket_reso_steps", "bucket_no_upscale")},
 }
 # sd-scripts keys this trainer understands but does not act on: ignored with a warning.
 IGNORED_KEYS = {
@@ -93,11 +96,22 @@ class _Reader:
             if problem:
                 raise UserError(f"dataset_config {self.path}, {where}: {raw!r} {problem}")
             return tuple(sizes)
+        if isinstance(kind, Option):
+            return self._option_value(raw, kind, where)
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             return float(raw)
         if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
             raise UserError(f"dataset_config {self.path}, {where}: {raw!r} is not {KIND_WORDS[kind]}")
         return raw
+
+    def _option_value(self, raw: Any, option: Option, where: str) -> Any:
+        """TOML already has types: a text is no boolean here, unlike on the command line."""
+        value = self._coerce(raw, option.type, where)
+        try:
+            return coerce(option, value)
+        except UserError as err:
+            raise UserError(f"dataset_config {self.path}, {where}: {err.message}",
+                            allowed_values(option)) from None
 
 
 def _image_dir(raw: str, toml_path: Path) -> str:
@@ -174,9 +188,9 @@ def _sizing(reader: _Reader, tables, cfg, warn: Warn) -> Sizing:
              f"train_batch_size {cfg.train_batch_size}; train_batch_size is used")
     return Sizing(
         resolution=get("resolution", parse_resolution(cfg.resolution)),
-        enable_bucket=get("enable_bucket", bool(cfg.enable_bucket)),
+        enable_bucket=get("enable_bucket", cfg.enable_bucket),
         min_bucket_reso=get("min_bucket_reso", cfg.min_bucket_reso),
         max_bucket_reso=get("max_bucket_reso", cfg.max_bucket_reso),
         bucket_reso_steps=get("bucket_reso_steps", cfg.bucket_reso_steps),
-        bucket_no_upscale=get("bucket_no_upscale", bool(cfg.bucket_no_upscale)),
+        bucket_no_upscale=get("bucket_no_upscale", cfg.bucket_no_upscale),
     )

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ..config.options import SUBSET_OPTIONS
 from ..errors import UserError
 from .concepts import Augment, CaptionRules, Subset
 from .imageinfo import IMAGE_EXTENSIONS, is_image_name
@@ -30,18 +32,19 @@ def dotted(extension: str | None) -> str:
 
 
 def caption_rules(cfg) -> CaptionRules:
-    return CaptionRules(
-        caption_extension=dotted(cfg.caption_extension),
-        shuffle_caption=bool(cfg.shuffle_caption),
-        keep_tokens=int(cfg.keep_tokens or 0),
-        caption_dropout_rate=float(cfg.caption_dropout_rate or 0.0),
-        caption_dropout_every_n_epochs=int(cfg.caption_dropout_every_n_epochs or 0),
-        caption_tag_dropout_rate=float(cfg.caption_tag_dropout_rate or 0.0),
-    )
+    rules = CaptionRules(**subset_values(cfg, CaptionRules))
+    return replace(rules, caption_extension=dotted(rules.caption_extension))
 
 
 def augment(cfg) -> Augment:
-    return Augment(bool(cfg.flip_aug), bool(cfg.color_aug), bool(cfg.random_crop))
+    return Augment(**subset_values(cfg, Augment))
+
+
+def subset_values(cfg, rules: type) -> dict[str, Any]:
+    """The values in `cfg` of the subset options that are fields of `rules` (CaptionRules or
+    Augment); fields that are no option (caption_prefix) keep their default."""
+    names = {f.name for f in fields(rules)}
+    return {o.name: getattr(cfg, o.name) for o in SUBSET_OPTIONS if o.name in names}
 
 
 def parse_folder_name(name: str) -> tuple[int, str] | None:

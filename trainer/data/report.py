@@ -19,7 +19,7 @@ CONTACT_SHEET = "dataset_report.png"
 
 
 def global_batch_size(cfg) -> int:
-    return max(1, int(cfg.train_batch_size)) * max(1, int(cfg.num_processes or 1))
+    return max(1, cfg.train_batch_size) * max(1, cfg.num_processes)
 
 
 def caption_preview(cfg) -> list[dict]:
@@ -103,7 +103,7 @@ def dataset_report(cfg, contact_sheet: str | Path | None = None) -> dict:
     summary = ds.summary()
     gbs = global_batch_size(cfg)
     steps = ds.steps_per_epoch(gbs)
-    accumulation = max(1, int(cfg.gradient_accumulation_steps or 1))
+    accumulation = max(1, cfg.gradient_accumulation_steps)
     batches, shown = _sample_batches(ds, gbs)
     report.update(ok=True, summary=summary, notes=_notes(ds, summary), batch_size=gbs,
                   batches_per_epoch=steps,

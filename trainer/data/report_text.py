@@ -69,7 +69,7 @@ def _epoch_lines(report: dict, cfg) -> list[str]:
     out = ["", f"One epoch: {s['train_samples']} training"
                + (f" + {s['reg_samples']} regularization" if s["reg_samples"] else "")
                + f" samples = {s['samples_per_epoch']} samples"]
-    procs = max(1, int(cfg.num_processes or 1))
+    procs = max(1, cfg.num_processes)
     out.append(f"Batches per epoch: {report['batches_per_epoch']} at batch size "
                f"{report['batch_size']} (train_batch_size {cfg.train_batch_size} x "
                f"{_plural(procs, 'process')}); a batch holds images of one bucket only")

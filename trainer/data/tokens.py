@@ -49,7 +49,7 @@ def tokenizer_for(cfg: Config) -> tuple[Callable[[str], list[str]] | None, str]:
 
 
 def limit(cfg: Config) -> int:
-    return int(cfg.max_token_length or CHUNK)
+    return cfg.max_token_length or CHUNK
 
 
 def token_warning(count: int, cfg: Config) -> str | None:
