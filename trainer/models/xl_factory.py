@@ -44,7 +44,8 @@ class XLSpec:
 XL_SPECS: dict[str, XLSpec] = {
     "tiny-xl": XLSpec(unet_channels=(32, 64, 64), unet_heads=(2, 4, 4), transformer_depth=(1, 1, 2),
                       time_embed_dim=8, vae_channels=(32, 64, 64, 64), text1=(32, 3, 4, 64),
-                      text2=(32, 4, 4, 64), sample_size=16, words=TINY_WORDS),
+                      # Two widths, as in the real model: readers tell the encoders apart by it.
+                      text2=(48, 4, 4, 96), sample_size=16, words=TINY_WORDS),
     "sdxl": XLSpec(unet_channels=(320, 640, 1280), unet_heads=(5, 10, 20),
                    transformer_depth=(1, 2, 10), time_embed_dim=256,
                    vae_channels=(128, 256, 512, 512), text1=(768, 12, 12, 3072),
