@@ -26,6 +26,20 @@ class ModelBundle:
     ldm_config: dict | None = None  # the LDM .yaml content of a single-file input
     ldm_config_from_file: bool = False  # True when it came from a .yaml beside the input
     notes: list[str] = field(default_factory=list)  # things the user should know (VAE replaced...)
+    # SDXL's second text encoder (OpenCLIP bigG, with projection) and its tokenizer; None for 1.x/2.x
+    text_encoder_2: object | None = None
+    tokenizer_2: object | None = None
+
+    @property
+    def xl(self) -> bool:
+        return self.text_encoder_2 is not None
+
+    @property
+    def family_title(self) -> str:
+        if self.xl:
+            return "Stable Diffusion XL"
+        return "Stable Diffusion " + ("2.x" if self.v2 else "1.x") + (
+            " v-prediction" if self.v_parameterization else "")
 
     @property
     def prediction_type(self) -> str:

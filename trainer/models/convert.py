@@ -20,7 +20,7 @@ FORMATS = ("ckpt", "safetensors", "diffusers", "diffusers_safetensors")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer convert",
-        description="Convert a Stable Diffusion 1.x/2.x model between .safetensors/.ckpt single "
+        description="Convert a Stable Diffusion 1.x/2.x/XL model between .safetensors/.ckpt single "
                     "files and diffusers folders (offline).")
     parser.add_argument("src", help="model to read: .safetensors/.ckpt file, diffusers folder or "
                                     "hub id")
@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="SRC predicts v (768-v models); written into the .yaml/metadata")
     parser.add_argument("--vae", help="replace the VAE (file, diffusers folder or hub id)")
     parser.add_argument("--tokenizer",
-                        help="tokenizer folder or hub id, for single-file SRC (they hold none)")
+                        help="tokenizer folder or hub id, for single-file SRC (they hold none; "
+                             "for SDXL a folder with tokenizer/ and tokenizer_2/)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     return parser
 
@@ -87,11 +88,10 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     bundle = load_model(args.src, v2=args.v2 or None,
                         v_parameterization=args.v_parameterization or None, vae=args.vae,
-                        tokenizer=args.tokenizer)
+                        tokenizer=args.tokenizer, xl=True)
     for note in bundle.notes:
         print(f"note: {note}", file=sys.stderr)
-    version = ("2.x" if bundle.v2 else "1.x") + (" v-prediction" if bundle.v_parameterization else "")
-    print(f"loaded {args.src} (Stable Diffusion {version}, {bundle.source_format})")
+    print(f"loaded {args.src} ({bundle.family_title}, {bundle.source_format})")
     written = save_model(bundle, dst, save_model_as=fmt, save_precision=args.save_precision)
     extra = ""
     if written.with_suffix(".yaml").is_file() and fmt in ("safetensors", "ckpt"):

@@ -35,11 +35,12 @@ def _write_weights(state: dict, file: Path, safetensors: bool) -> None:
 
 
 def _text_encoder_state(state: dict) -> dict:
-    """Saved under `text_model.` (the layout transformers 4 reads; transformers 5 reads both)."""
+    """Saved under `text_model.` (the layout transformers 4 reads; transformers 5 reads both);
+    the projection of SDXL's second encoder sits beside it."""
     from .ldm_export import strip_text_model
 
-    return {"text_model." + k: v for k, v in strip_text_model(state).items()
-            if not k.endswith("position_ids")}
+    return {(k if k.startswith("text_projection.") else "text_model." + k): v
+            for k, v in strip_text_model(state).items() if not k.endswith("position_ids")}
 
 
 def _text_encoder_config(text_encoder):
@@ -53,6 +54,11 @@ def _text_encoder_config(text_encoder):
 def _scheduler_config(bundle: ModelBundle) -> dict:
     import diffusers
 
+    if bundle.xl:
+        from .xl_factory import scheduler_config
+
+        return {"_class_name": "EulerDiscreteScheduler", "_diffusers_version": diffusers.__version__,
+                **scheduler_config()}
     return {"_class_name": "DDIMScheduler", "_diffusers_version": diffusers.__version__,
             **bundle.noise_scheduler_config, "set_alpha_to_one": False,
             "timestep_spacing": "leading"}
@@ -68,12 +74,17 @@ def write_diffusers(bundle: ModelBundle, folder: Path, parts: dict, *, safetenso
             model.save_config(str(tmp / name))
             _write_weights(parts[name], tmp / name / WEIGHT_NAMES[name][0 if safetensors else 1],
                            safetensors)
-        (tmp / "text_encoder").mkdir()
-        _text_encoder_config(bundle.text_encoder).save_pretrained(str(tmp / "text_encoder"))
-        _write_weights(_text_encoder_state(parts["text_encoder"]),
-                       tmp / "text_encoder" / WEIGHT_NAMES["text_encoder"][0 if safetensors else 1],
-                       safetensors)
-        bundle.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        encoders = [("text_encoder", bundle.text_encoder, bundle.tokenizer, "tokenizer")]
+        if bundle.xl:
+            encoders.append(("text_encoder_2", bundle.text_encoder_2, bundle.tokenizer_2,
+                             "tokenizer_2"))
+        for name, encoder, tokenizer, tokenizer_name in encoders:
+            (tmp / name).mkdir()
+            _text_encoder_config(encoder).save_pretrained(str(tmp / name))
+            _write_weights(_text_encoder_state(parts[name]),
+                           tmp / name / WEIGHT_NAMES["text_encoder"][0 if safetensors else 1],
+                           safetensors)
+            tokenizer.save_pretrained(str(tmp / tokenizer_name))
         (tmp / "scheduler").mkdir()
         (tmp / "scheduler" / "scheduler_config.json").write_text(
             json.dumps(_scheduler_config(bundle), indent=2), encoding="utf-8")

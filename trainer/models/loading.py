@@ -15,16 +15,20 @@ from .bundle import ModelBundle
 from .checkpoint_io import SINGLE_FILE_SUFFIXES, read_metadata, read_state_dict
 from .ldm_config import EMBEDDED_CONFIG, is_v2_text, ldm_config_from_weights, read_yaml, yaml_path_for
 from .ldm_export import UNET_PREFIX, VAE_PREFIX
+from .xl_loading import is_xl_folder, is_xl_state, load_xl_folder, load_xl_single
 
+XL_HINT = "for SDXL, `python -m trainer convert` reads and writes single files and diffusers " \
+          "folders; training, sampling and the LoRA tools take SD 1.x/2.x models"
 MODEL_HINT = "give a .safetensors/.ckpt Stable Diffusion checkpoint, a diffusers model folder " \
              "(with model_index.json) or a hub id such as stabilityai/stable-diffusion-2"
 
 
 def load_model(name_or_path: str, *, v2: bool | None = None,
                v_parameterization: bool | None = None, vae: str | None = None,
-               tokenizer: str | None = None) -> ModelBundle:
+               tokenizer: str | None = None, xl: bool = False) -> ModelBundle:
     """Load a Stable Diffusion model. v2 / v_parameterization: True insists, None (or False,
-    the flags' unset value) detects. Raises UserError with a one-line message for bad input."""
+    the flags' unset value) detects. `xl`: SDXL models are accepted (else refused in one line).
+    Raises UserError with a one-line message for bad input."""
     if not name_or_path:
         raise UserError("no base model given", MODEL_HINT)
     path = Path(name_or_path)
@@ -38,6 +42,9 @@ def load_model(name_or_path: str, *, v2: bool | None = None,
         bundle.source_format = "diffusers_safetensors"
     else:
         raise UserError(f"base model {name_or_path} does not exist", MODEL_HINT)
+    if bundle.xl and not xl:
+        raise UserError(f"{name_or_path} is a Stable Diffusion XL model; this command takes "
+                        "Stable Diffusion 1.x/2.x models", XL_HINT)
     if vae:
         _replace_vae(bundle, vae)
     return bundle
@@ -63,7 +70,7 @@ def refuse_non_model(state: dict, path: Path) -> None:
         return
     keys = list(state)
     if any(k.startswith("conditioner.embedders.") for k in keys):
-        what = "an SDXL checkpoint (only Stable Diffusion 1.x and 2.x are supported)"
+        what = "an SDXL checkpoint of a kind not supported here (such as the refiner)"
     elif keys and all(k.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.",
                                     "model_ema.", "loss.")) for k in keys):
         raise UserError(f"{path} is a VAE, not a whole Stable Diffusion model",
@@ -143,6 +150,8 @@ def _load_single(path: Path, v2_flag, v_flag, tokenizer_spec) -> ModelBundle:
         raise UserError(f"{path} is not a model checkpoint (expected .safetensors or .ckpt)",
                         MODEL_HINT)
     state = read_state_dict(path)
+    if is_xl_state(state):
+        return load_xl_single(path, state, tokenizer_spec)
     refuse_non_model(state, path)
     try:
         config, from_file, v2, v_param = describe_single(path, state, v2_flag, v_flag)
@@ -196,6 +205,8 @@ def _load_diffusers(folder: Path, source: str, v2_flag, v_flag, tokenizer_spec) 
     if not (folder / "model_index.json").is_file():
         raise UserError(f"folder {folder} is not a diffusers model (no model_index.json)",
                         MODEL_HINT)
+    if is_xl_folder(folder):
+        return load_xl_folder(folder, source, tokenizer_spec, _part)
     unet = _part(UNet2DConditionModel, folder, "unet")
     refuse_other_unet(unet.config.in_channels, source)
     text_encoder = _part(CLIPTextModel, folder, "text_encoder")

@@ -16,7 +16,7 @@ PRECISIONS = {"float": "float32", "fp32": "float32", "fp16": "float16", "bf16": 
 
 def save_model(bundle: ModelBundle, path, *, save_model_as: str | None = None,
                save_precision: str = "float", unet=None, text_encoder=None, vae=None,
-               metadata: dict[str, str] | None = None) -> Path:
+               text_encoder_2=None, metadata: dict[str, str] | None = None) -> Path:
     """Write the model; returns the file or folder written.
 
     unet / text_encoder / vae replace the bundle's (modules, possibly wrapped or compiled, or
@@ -35,6 +35,9 @@ def save_model(bundle: ModelBundle, path, *, save_model_as: str | None = None,
         "text_encoder": _state_dict(text_encoder if text_encoder is not None
                                     else bundle.text_encoder, dtype),
     }
+    if bundle.xl:
+        parts["text_encoder_2"] = _state_dict(text_encoder_2 if text_encoder_2 is not None
+                                              else bundle.text_encoder_2, dtype)
     ensure_free_space(path.parent, _bytes(parts), f"the model {path.name}")
     if fmt in SINGLE_FORMATS:
         _save_single(bundle, path, parts, dtype, metadata)
@@ -42,7 +45,7 @@ def save_model(bundle: ModelBundle, path, *, save_model_as: str | None = None,
         from .diffusers_folder import write_diffusers
 
         if bundle.source_kind == "single":
-            _note_dropped(bundle, "a diffusers folder keeps only the U-Net, VAE and text encoder")
+            _note_dropped(bundle, "a diffusers folder keeps only the U-Net, VAE and text encoders")
         write_diffusers(bundle, path, parts, safetensors=fmt == "diffusers_safetensors")
     return path
 
@@ -95,6 +98,8 @@ def _state_dict(part, dtype) -> dict:
 
 
 def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) -> None:
+    if bundle.xl:
+        return _save_xl_single(bundle, path, parts, dtype, metadata)
     from .checkpoint_io import write_single_file
     from .ldm_config import EMBEDDED_CONFIG, write_yaml, yaml_path_for
     from .ldm_export import to_ldm
@@ -112,6 +117,30 @@ def _save_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) 
     yaml_file = yaml_path_for(path)
     if bundle.ldm_config_from_file or needs_yaml(bundle) or yaml_file.exists():
         write_yaml(yaml_file, config)
+
+
+def _save_xl_single(bundle: ModelBundle, path: Path, parts: dict, dtype, metadata) -> None:
+    """SDXL has no .yaml; the parts' configs travel in the metadata of a .safetensors."""
+    from .checkpoint_io import write_single_file
+    from .sgm_export import to_sgm
+    from .xl_loading import XL_CONFIGS
+
+    state, placeholders = to_sgm(parts["unet"], parts["vae"], parts["text_encoder"],
+                                 parts["text_encoder_2"],
+                                 layers_per_block=bundle.unet.config.layers_per_block)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    state.update(_kept_source_keys(bundle, state, placeholders, dtype))
+    configs = {"unet": dict(bundle.unet.config), "text_encoder": _text_config(bundle.text_encoder),
+               "text_encoder_2": _text_config(bundle.text_encoder_2)}
+    embedded = {XL_CONFIGS: json.dumps(configs)} if path.suffix == ".safetensors" else {}
+    write_single_file(state, path, {**_modelspec(bundle), **embedded, **(metadata or {})})
+
+
+def _text_config(text_encoder) -> dict:
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+            "num_attention_heads", "max_position_embeddings", "hidden_act", "projection_dim",
+            "layer_norm_eps")
+    return {k: getattr(text_encoder.config, k) for k in keys}
 
 
 def _source_config(bundle: ModelBundle) -> dict:
@@ -154,7 +183,8 @@ def _note_dropped(bundle: ModelBundle, why: str) -> None:
     from .ldm_export import SCHEDULE_KEYS
 
     ignorable = set(SCHEDULE_KEYS) | {"cond_stage_model.transformer.text_model.embeddings.position_ids"}
-    model_prefixes = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
+    model_prefixes = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.",
+                      "conditioner.embedders.")
     lost = [k for k in bundle.source_keys
             if k not in ignorable and not k.startswith(model_prefixes)]
     if lost:
@@ -164,7 +194,9 @@ def _note_dropped(bundle: ModelBundle, why: str) -> None:
 
 def _modelspec(bundle: ModelBundle) -> dict:
     """Safetensors metadata tools read to recognise the model (Stability's model spec keys)."""
-    if bundle.v2:
+    if bundle.xl:
+        arch = "stable-diffusion-xl-v1-base"
+    elif bundle.v2:
         arch = "stable-diffusion-v2-768-v" if bundle.v_parameterization else "stable-diffusion-v2-512"
     else:
         arch = "stable-diffusion-v1"
@@ -176,6 +208,16 @@ def _modelspec(bundle: ModelBundle) -> dict:
 def model_index(bundle: ModelBundle) -> str:
     import diffusers
 
+    if bundle.xl:
+        return json.dumps({
+            "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": diffusers.__version__,
+            "force_zeros_for_empty_prompt": True, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]},
+            indent=2)
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
              "feature_extractor": [None, None], "requires_safety_checker": False,
              "safety_checker": [None, None], "scheduler": ["diffusers", "DDIMScheduler"],
