@@ -13,10 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from trainer.config import load_config
-from trainer.runs import LOG_FILE, stop_requested
-from trainer.train.checkpoints import latest_state
-
 from trainer.errors import UserError
+from trainer.runs import LOG_FILE, latest_state, stop_requested
 
 from . import messages, paths
 from .chart import loss_chart
@@ -41,7 +39,7 @@ def _pick(infos: list[RunInfo], selected: str | None) -> RunInfo | None:
     if selected in by_dir:
         return by_dir[selected]
     for info in infos:  # a page opened (or reloaded) during a run shows that run
-        if info.status in ("running", "starting"):
+        if info.status.active:
             return info
     return infos[0] if infos else None
 
@@ -63,13 +61,13 @@ def _log_text(info: RunInfo | None) -> str:
 
 
 def _buttons(info: RunInfo | None, queue: list[Path]) -> dict:
-    status = info.status if info else None
-    queued = bool(info) and info.run_dir in queue
-    stopping = bool(info) and status in ("running", "starting") and stop_requested(info.run_dir)
-    resumable = bool(info) and status in ("stopped", "failed") and \
+    active = info is not None and info.status.active
+    queued = info is not None and info.run_dir in queue
+    stopping = info is not None and active and stop_requested(info.run_dir)
+    resumable = info is not None and info.status.interrupted and \
         latest_state(info.run_dir) is not None
     return {
-        "stop": gr.update(interactive=status in ("running", "starting"),
+        "stop": gr.update(interactive=active,
                           value="Stop now (no save)" if stopping else "Stop"),
         "resume": gr.update(interactive=resumable),
         "queue": gr.update(visible=queued),
@@ -90,7 +88,7 @@ class RunsHandlers:
         info = _pick(infos, selected)
         chosen = str(info.run_dir) if info else None
         buttons = _buttons(info, queue)
-        start_label = "Queue" if any(i.status in ("running", "starting") for i in infos) else "Start"
+        start_label = "Queue" if any(i.status.active for i in infos) else "Start"
         fresh = {
             "table": runs_table(infos, queue, chosen),
             "select": ([(i.name, str(i.run_dir)) for i in infos], chosen),
@@ -147,7 +145,7 @@ class RunsHandlers:
         if run_dir is None:
             return messages.note("Select a run first.", "warning")
         info = self.ctx.runner.info(run_dir)
-        if info.status not in ("running", "starting"):
+        if not info.status.active:
             return messages.note(f"{run_dir.name} is not running ({info.status}).", "warning")
         if stop_requested(run_dir):
             self.ctx.runner.stop(run_dir, now=True)
