@@ -83,7 +83,7 @@ class RunStatus(enum.StrEnum):
         if value is None:
             return cls.FINISHED
         try:
-            status = cls(value)
+            status = cls(str(value))
         except ValueError:
             return cls.FAILED
         return status if status.ended else cls.FAILED

@@ -175,13 +175,15 @@ class RunsHandlers:
         return messages.note(f"Resuming {run_dir.name} from {state.name}.", "ok")
 
     def move(self, selected: str | None, delta: int):
-        if self._known(selected):
-            self.ctx.runner.move(self._known(selected), delta)
+        run_dir = self._known(selected)
+        if run_dir is not None:
+            self.ctx.runner.move(run_dir, delta)
         return messages.note("Queue order changed.", "info")
 
     def remove(self, selected: str | None):
-        if self._known(selected) and self.ctx.runner.remove(self._known(selected)):
-            return messages.note(f"Removed {Path(selected).name} from the queue (its folder is kept).", "ok"), None
+        run_dir = self._known(selected)
+        if run_dir is not None and self.ctx.runner.remove(run_dir):
+            return messages.note(f"Removed {run_dir.name} from the queue (its folder is kept).", "ok"), None
         return messages.note("Only queued runs can be removed.", "warning"), gr.skip()
 
     def tensorboard(self, selected: str | None):
