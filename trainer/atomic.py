@@ -133,9 +133,9 @@ def leftovers(folder: str | os.PathLike) -> list[Path]:
         name = path.name
         if _TEMP_FILE.match(name) or (_PARTIAL_STATE.match(name) and path.is_dir()):
             found.append(path)
-        elif _SWAPPED_OUT.match(name) and path.is_dir():
+        elif (swapped := _SWAPPED_OUT.match(name)) and path.is_dir():
             # Only a leftover when its replacement is in place; otherwise it is the last copy.
-            if (folder / _SWAPPED_OUT.match(name)["target"]).exists():
+            if (folder / swapped["target"]).exists():
                 found.append(path)
     return found
 

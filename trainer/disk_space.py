@@ -48,7 +48,7 @@ def ensure_free_space(folder: str | os.PathLike, needed: int, what: str) -> None
                         "free some space on that disk or choose another output_dir")
 
 
-def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) -> bool:
+def is_disk_full(err: BaseException | None, folder: str | os.PathLike | None = None) -> bool:
     """Whether `err` (or what caused it) means the disk ran out of space while writing."""
     seen = set()
     while err is not None and id(err) not in seen:

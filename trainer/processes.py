@@ -55,7 +55,7 @@ def _zombie(pid: int) -> bool:
     """An exited process nobody has reaped yet (e.g. a trainer whose GUI was restarted, in a
     container whose init does not reap) still answers kill(pid, 0); it is not running."""
     fields = _proc_stat_fields(pid)
-    return bool(fields) and fields[0] == b"Z"
+    return bool(fields and fields[0] == b"Z")
 
 
 def _linux_start_ticks(pid: int) -> int | None:
@@ -73,7 +73,7 @@ def _windows_creation_time(pid: int) -> int | None:  # pragma: no cover - Window
         import ctypes
         from ctypes import wintypes
 
-        kernel32 = ctypes.windll.kernel32
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]  # exists on Windows only
         handle = kernel32.OpenProcess(0x1000, False, int(pid))  # QUERY_LIMITED_INFORMATION
         if not handle:
             return None

@@ -28,6 +28,7 @@ Pure standard library, so the GUI can read runs without importing torch.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -45,7 +46,50 @@ STOP_FILE = "stop.request"
 # Set by whoever starts a trainer (the GUI, the several-GPU supervisor): when the launch began, in
 # time.time() seconds. A stop request made after that moment is meant for this run.
 LAUNCH_TIME_ENV = "TRAINER_LAUNCH_TIME"
-END_STATUSES = ("finished", "stopped", "failed")
+# Written by the trainer into each state folder (trainer/train/checkpoints.py); a folder
+# without it is not a complete state.
+STATE_FILE = "train_state.json"
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is. The events give new/running and the end status; the GUI's queue adds
+    queued and starting (launched, its start event not written yet)."""
+
+    NEW = "new"
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        """A trainer process is working on the run (it can be stopped)."""
+        return self in (RunStatus.STARTING, RunStatus.RUNNING)
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED)
+
+    @property
+    def interrupted(self) -> bool:
+        """Ended before its last step: it can be resumed from a saved state."""
+        return self in (RunStatus.STOPPED, RunStatus.FAILED)
+
+    @classmethod
+    def of_end_event(cls, value: object) -> "RunStatus":
+        """The status an `end` event names; one the trainer never writes counts as failed."""
+        if value is None:
+            return cls.FINISHED
+        try:
+            status = cls(str(value))
+        except ValueError:
+            return cls.FAILED
+        return status if status.ended else cls.FAILED
+
+
+END_STATUSES = tuple(status.value for status in RunStatus if status.ended)
 
 
 class EventWriter:
@@ -133,7 +177,7 @@ class RunState:
     """What the GUI shows about one run, folded from its events."""
 
     run_dir: Path
-    status: str = "new"  # new | running | finished | stopped | failed
+    status: RunStatus = RunStatus.NEW  # NEW until its start event, then RUNNING, then how it ended
     mode: str | None = None
     pid: int | None = None
     pid_started: str | None = None
@@ -162,8 +206,8 @@ class RunState:
         """Read what was appended since the last call."""
         events, self.offset = read_events(self.run_dir / EVENTS_FILE, self.offset)
         self.apply(events)
-        if self.status == "running" and not is_process(self.pid, self.pid_started, self.started):
-            self.status = "failed"  # the process is gone without writing "end"
+        if self.status == RunStatus.RUNNING and not is_process(self.pid, self.pid_started, self.started):
+            self.status = RunStatus.FAILED  # the process is gone without writing "end"
             self.error = self.error or {"message": "the trainer process ended unexpectedly",
                                         "hint": f"see {self.run_dir / LOG_FILE}"}
         return self
@@ -173,7 +217,7 @@ class RunState:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
     def _on_start(self, e: dict) -> None:
-        self.status, self.mode, self.pid = "running", e.get("mode"), e.get("pid")
+        self.status, self.mode, self.pid = RunStatus.RUNNING, e.get("mode"), e.get("pid")
         self.pid_started = e.get("pid_started")
         self.total_steps = e.get("total_steps")
         self.step = e.get("first_step", 0)
@@ -206,9 +250,23 @@ class RunState:
         self.error = e
 
     def _on_end(self, e: dict) -> None:
-        self.status = e.get("status", "finished")
+        self.status = RunStatus.of_end_event(e.get("status"))
         self.step = e.get("step", self.step)
 
 
 def load_run(run_dir: str | os.PathLike) -> RunState:
     return RunState(Path(run_dir)).refresh()
+
+
+def latest_state(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete state folder in a run folder (what Resume continues from)."""
+    candidates = []
+    for folder in Path(run_dir).glob("*-state"):
+        state_file = folder / STATE_FILE
+        if state_file.is_file():
+            try:
+                step = json.loads(state_file.read_text(encoding="utf-8")).get("step", 0)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            candidates.append((step, state_file.stat().st_mtime, folder))
+    return max(candidates)[2] if candidates else None

@@ -38,14 +38,13 @@ def build_app(workspace: Workspace | None = None, runner: Runner | None = None,
                 utilities_tab.build(ctx)
         form = train.form
         train.start.click(train.handlers.start, form.inputs,
-                          [train.message, form.widgets["output_dir"], form.widgets["logging_dir"],
-                           tabs, runs.select])
+                          train.handlers.start_outputs(tabs, runs.select))
         # Outside the tabs: a tab's components are mounted only once it is shown, and the
         # start button must read "Queue" during a run whichever tab is open.
         timer = gr.Timer(runs_tab.POLL_SECONDS)
-        poll_outputs = [*runs.outputs, train.start, runs.memo]
-        timer.tick(runs.handlers.refresh, [runs.select, runs.memo], poll_outputs,
-                        show_progress="hidden", concurrency_limit=None)
+        timer.tick(runs.handlers.refresh, runs.handlers.poll_inputs(),
+                   runs.handlers.poll_outputs(train.start),
+                   show_progress="hidden", concurrency_limit=None)
         for fn, inputs, outputs in ctx.loads:
             app.load(fn, inputs, outputs, show_progress="hidden")
     app.ctx = ctx

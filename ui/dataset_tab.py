@@ -6,6 +6,7 @@ they show is what that form would train with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -42,8 +43,15 @@ def _error(err: UserError) -> str:
 
 
 class BuilderHandlers:
-    def __init__(self, ctx: AppContext):
-        self.ctx = ctx
+    def __init__(self, ctx: AppContext, result: gr.HTML, form: Form):
+        """result: where build() reports; the form's train_data_dir and reg_data_dir receive
+        the built folders."""
+        self.ctx, self.result = ctx, result
+        self.train_data_dir = form.widgets["train_data_dir"]
+        self.reg_data_dir = form.widgets["reg_data_dir"]
+
+    def build_outputs(self) -> list:
+        return [self.result, self.train_data_dir, self.reg_data_dir]
 
     def balance(self, files, folder, repeats, reg_files, reg_folder, reg_repeats):
         try:
@@ -68,18 +76,18 @@ class BuilderHandlers:
             result = dataset_builder.build(target, images, identifier, cls, int(repeats or 1),
                                            regs, int(reg_repeats or 1))
         except UserError as err:
-            return _error(err), gr.skip(), gr.skip()
+            return {self.result: _error(err)}
         items = [f"{result.concept_dir} ({result.copied} files copied)"]
         if result.reg_concept_dir:
             items.append(f"{result.reg_concept_dir} ({result.reg_copied} files copied)")
         text = messages.note("Built the folders; the Train tab's train_data_dir and reg_data_dir "
                              "now point at them.", "ok", items + result.skipped)
         reg_dir = str(result.reg_dir) if result.reg_dir else ""
-        return text, str(result.train_dir), reg_dir
+        return {self.result: text, self.train_data_dir: str(result.train_dir),
+                self.reg_data_dir: reg_dir}
 
 
 def build_folder_builder(ctx: AppContext, form: Form) -> None:
-    handlers = BuilderHandlers(ctx)
     gr.Markdown("Copy your pictures into the folder layout the trainer reads: "
                 "`img/<repeats>_<identifier> <class>` and `reg/<repeats>_<class>`. "
                 "Your files are copied, never moved or overwritten.")
@@ -112,6 +120,7 @@ def build_folder_builder(ctx: AppContext, form: Form) -> None:
         use_suggested = gr.Button("Use suggested repeats", elem_id="build-suggest")
         build = gr.Button("Build folders", variant="primary", elem_id="build-run")
     result = gr.HTML(elem_id="build-message")
+    handlers = BuilderHandlers(ctx, result, form)
     counted = [files, folder, repeats, reg_files, reg_folder, reg_repeats]
     for component in (files, reg_files):
         component.change(handlers.balance, counted, [balance, suggested])
@@ -121,13 +130,30 @@ def build_folder_builder(ctx: AppContext, form: Form) -> None:
         component.change(handlers.balance, counted, [balance, suggested])
     use_suggested.click(lambda n: n, suggested, repeats)
     build.click(handlers.build, [files, folder, identifier, cls, repeats, reg_files, reg_folder,
-                                 reg_repeats, dest],
-                [result, form.widgets["train_data_dir"], form.widgets["reg_data_dir"]])
+                                 reg_repeats, dest], handlers.build_outputs())
+
+
+@dataclass
+class CaptionView:
+    """The Captions sub-tab's components that its handlers fill."""
+
+    summary: gr.HTML
+    gallery: gr.Gallery
+    rows: gr.State  # the previewed rows, for select() and save()
+    path: gr.Textbox
+    text: gr.Textbox
+    about: gr.HTML
+
+    def preview_outputs(self) -> list:
+        return [self.summary, self.gallery, self.rows]
+
+    def select_outputs(self) -> list:
+        return [self.path, self.text, self.about]
 
 
 class PreviewHandlers:
-    def __init__(self, ctx: AppContext, form: Form):
-        self.ctx, self.form = ctx, form
+    def __init__(self, ctx: AppContext, form: Form, view: CaptionView):
+        self.ctx, self.form, self.view = ctx, form, view
 
     def _cfg(self, args):
         """The form's config; UserError when one of its paths is outside the allowed folders."""
@@ -137,10 +163,11 @@ class PreviewHandlers:
         return cfg
 
     def captions(self, *args):
+        view = self.view
         try:
             rows, notes = caption_rows(self._cfg(args))
         except UserError as err:
-            return _error(err), [], []
+            return {view.summary: _error(err), view.gallery: [], view.rows: []}
         shown = rows[:MAX_SHOWN]
         damaged: list[str] = []
         gallery = [(thumbnail(row["path"], problems=damaged), caption_label(row)) for row in shown]
@@ -149,13 +176,15 @@ class PreviewHandlers:
         counts = [r["tokens"] for r in rows if r["tokens"] is not None]
         head = f"{len(rows)} images" + (f", up to {max(counts)} tokens per caption" if counts else "")
         level = "warning" if notes or warnings else "ok"
-        return messages.note(head, level, notes + warnings), gallery, rows
+        return {view.summary: messages.note(head, level, notes + warnings), view.gallery: gallery,
+                view.rows: rows}
 
     def select(self, rows, event: gr.SelectData):
+        view = self.view
         if not rows or event.index is None or event.index >= len(rows):
-            return "", "", ""
+            return {view.path: "", view.text: "", view.about: ""}
         row = rows[event.index]
-        return row["path"], row["caption"], self._describe(row)
+        return {view.path: row["path"], view.text: row["caption"], view.about: self._describe(row)}
 
     @staticmethod
     def _describe(row) -> str:
@@ -186,7 +215,6 @@ class PreviewHandlers:
 
 
 def build_previews(ctx: AppContext, form: Form) -> None:
-    handlers = PreviewHandlers(ctx, form)
     with gr.Tab("Captions", id="captions"):
         gr.Markdown("The caption each training image is trained with (its caption file, or the "
                     "folder's `identifier class`), counted with the model's tokenizer. Uses the "
@@ -209,8 +237,10 @@ def build_previews(ctx: AppContext, form: Form) -> None:
         histogram = gr.HTML(elem_id="buckets-summary")
         bucket_gallery = gr.Gallery(label="Buckets", columns=6, height=360, interactive=False,
                                     elem_id="buckets-gallery", object_fit="contain")
-    preview.click(handlers.captions, form.inputs, [summary, gallery, rows])
-    gallery.select(handlers.select, rows, [path, text, about])
+    view = CaptionView(summary, gallery, rows, path, text, about)
+    handlers = PreviewHandlers(ctx, form, view)
+    preview.click(handlers.captions, form.inputs, view.preview_outputs())
+    gallery.select(handlers.select, rows, view.select_outputs())
     save.click(handlers.save, [path, text, rows, *form.inputs], saved)
     run_buckets.click(handlers.buckets, form.inputs, [histogram, bucket_gallery])
 

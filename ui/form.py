@@ -45,16 +45,19 @@ class Form:
         mode, rest = args[0], args[1:len(self.widgets) + 1]
         return mode, dict(zip(self.widgets, rest))
 
-    def show(self, cfg: Config, only: set[str] | None = None) -> list:
-        """Updates for `outputs` that display `cfg` (values, and visibility for its mode)."""
-        updates = [cfg.mode]
+    def show(self, cfg: Config, only: set[str] | None = None) -> dict:
+        """{component: update} for `outputs` that display `cfg` (values, and visibility for its
+        mode); values only of the options in `only` (all when None)."""
+        updates: dict = {self.mode: cfg.mode}
         for option in OPTIONS:
-            update = {"visible": option.used_in(cfg.mode)}
+            update: dict[str, Any] = {"visible": option.used_in(cfg.mode)}
             if only is None or option.name in only:
                 update["value"] = to_widget(option, cfg.get(option.name))
-            updates.append(gr.update(**update))
-        updates += [gr.update(visible=_group_visible(g, cfg.mode)) for g in self.groups]
-        updates += [gr.update(visible=_advanced_visible(g, cfg.mode)) for g in self.advanced]
+            updates[self.widgets[option.name]] = gr.update(**update)
+        for group, accordion in self.groups.items():
+            updates[accordion] = gr.update(visible=_group_visible(group, cfg.mode))
+        for group, accordion in self.advanced.items():
+            updates[accordion] = gr.update(visible=_advanced_visible(group, cfg.mode))
         return updates
 
 
@@ -70,7 +73,7 @@ def make_widget(option: Option, cfg: Config) -> gr.components.Component:
     kind = widget_kind(option)
     mode = cfg.mode
     value = to_widget(option, cfg.get(option.name))
-    common = dict(label=option.name, info=option.help, elem_id=f"opt-{option.name}",
+    common: dict[str, Any] = dict(label=option.name, info=option.help, elem_id=f"opt-{option.name}",
                   visible=option.used_in(mode), min_width=260, elem_classes=["option"])
     if kind == "checkbox":
         return gr.Checkbox(value=value, **common)

@@ -31,7 +31,7 @@ def widget_kind(option: Option) -> str:
 
 
 def dropdown_choices(option: Option) -> list[str]:
-    choices = [str(c) for c in option.choices]
+    choices = [str(c) for c in option.choices or ()]
     return [DEFAULT_CHOICE, *choices] if option.nullable else choices
 
 

@@ -24,8 +24,14 @@ SAMPLERS = ("euler_a", "euler", "ddim", "dpmsolver++", "heun", "lms", "pndm")
 
 
 class RegImages:
-    def __init__(self, ctx: AppContext, form: Form):
+    def __init__(self, ctx: AppContext, form: Form, status: gr.HTML, output: gr.Textbox):
+        """status, output: the tool's progress; the form's reg_data_dir gets the new folder."""
         self.ctx, self.form = ctx, form
+        self.status, self.output = status, output
+        self.reg_data_dir = form.widgets["reg_data_dir"]
+
+    def run_outputs(self) -> list:
+        return [self.status, self.output, self.reg_data_dir]
 
     def _folder(self, cls: str, out: str) -> Path:
         """The folder asked for, or a new `<class>-reg/1_<class>` among the datasets (never
@@ -46,7 +52,7 @@ class RegImages:
                                        scale, sampler)
 
     def run(self, *args):
-        """(status, output, reg_data_dir update) while reg-generate runs."""
+        """{component: update} for run_outputs() while reg-generate runs."""
         made: list[list[str]] = []
 
         def make_argv(*form_args):
@@ -55,14 +61,13 @@ class RegImages:
 
         status = output = ""
         for status, output in tool_runner(self.ctx, make_argv)(*args):
-            yield status, output, gr.skip()
+            yield {self.status: status, self.output: output}
         if made and "Done" in status:  # the Train tab now trains with these images
             folder = Path(made[-1][made[-1].index("--out") + 1])
-            yield status, output, str(folder.parent)
+            yield {self.status: status, self.output: output, self.reg_data_dir: str(folder.parent)}
 
 
 def build(ctx: AppContext, form: Form) -> None:
-    reg = RegImages(ctx, form)
     gr.Markdown("Draw class images with the Train tab's base model, at its resolution (and in "
                 "the training images' aspect ratios when buckets are on). Stopping and running "
                 "again continues where it was; each image gets a caption file.")
@@ -84,5 +89,6 @@ def build(ctx: AppContext, form: Form) -> None:
     status = gr.HTML(elem_id="reg-status")
     output = gr.Textbox(label="Output", lines=8, max_lines=16, interactive=False,
                         autoscroll=True, elem_id="reg-output")
+    reg = RegImages(ctx, form, status, output)
     run.click(reg.run, [cls, class_prompt, count, negative, steps, scale, sampler, out,
-                        *form.inputs], [status, output, form.widgets["reg_data_dir"]])
+                        *form.inputs], reg.run_outputs())

@@ -6,12 +6,9 @@ import html
 import time
 from pathlib import Path
 
-from .runner import RunInfo
+from trainer.runs import RunStatus
 
-STATUS_LABELS = {
-    "queued": "queued", "starting": "starting", "running": "running", "finished": "finished",
-    "stopped": "stopped", "failed": "failed", "new": "new",
-}
+from .runner import RunInfo
 
 
 def _e(value) -> str:
@@ -28,9 +25,8 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def badge(status: str) -> str:
-    label = STATUS_LABELS.get(status, status)
-    return f'<span class="run-status status-{html.escape(status)}">{html.escape(label)}</span>'
+def badge(status: RunStatus) -> str:
+    return f'<span class="run-status status-{status.value}">{status.value}</span>'
 
 
 def runs_table(infos: list[RunInfo], queue: list[Path], selected: str | None) -> str:
@@ -65,12 +61,12 @@ def progress_html(info: RunInfo | None, now: float | None = None) -> str:
         parts.append(f"epoch {_e(state.epoch)}")
     if state.seconds_per_step:
         parts.append(f"{state.seconds_per_step:.2f} s/step")
-    if info.status == "running":
+    if info.status == RunStatus.RUNNING:
         parts.append(f"ETA {duration(state.eta_seconds)}")
         if state.started:
             parts.append(f"elapsed {duration(now - state.started)}")
     phase = ""
-    if state.phase and info.status in ("running", "starting"):
+    if state.phase and info.status.active:
         p = state.phase
         phase = (f'<div class="phase">{html.escape(str(p.get("phase", "")))}: '
                  f'{_e(p.get("done", 0))}/{_e(p.get("total", "?"))}</div>')
@@ -89,7 +85,7 @@ def messages_html(info: RunInfo | None) -> str:
         return ""
     blocks = []
     error = info.error or info.state.error
-    if error and info.status == "failed":
+    if error and info.status == RunStatus.FAILED:
         hint = f'<div class="hint">{html.escape(str(error.get("hint")))}</div>' if error.get("hint") else ""
         blocks.append(f'<div class="run-error"><b>Error:</b> {html.escape(str(error.get("message")))}{hint}</div>')
     for warning in info.state.warnings[-5:]:

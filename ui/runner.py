@@ -17,13 +17,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from trainer.config import Config, load_config, save_config
 from trainer.errors import UserError
 from trainer.processes import is_process, start_token
 from trainer.run_lock import held_by_another
 from trainer.runs import (CONFIG_FILE, EVENTS_FILE, LAUNCH_TIME_ENV, LOG_FILE, STOP_FILE, RunState,
-                          request_stop, stop_request_time)
+                          RunStatus, request_stop, stop_request_time)
 
 from .formvalues import launch_argv
 from .run_index import RunIndex
@@ -35,7 +36,7 @@ INDEX_FILE = ".runs.json"
 @dataclass
 class RunInfo:
     run_dir: Path
-    status: str  # queued | starting | running | finished | stopped | failed
+    status: RunStatus  # never NEW: see run_status()
     state: RunState
     error: dict | None = None
 
@@ -106,6 +107,29 @@ def last_error_line(run_dir: Path) -> str | None:
         if line.startswith("error:"):
             return line[len("error:"):].strip()
     return None
+
+
+def run_status(run_dir: Path, state: RunState, entry: dict, queued: bool,
+               alive: Callable[[], bool]) -> tuple[RunStatus, dict | None]:
+    """The one place a run's status is decided: (status, error) from its events (`state`), its
+    index entry (`entry`: when this or another GUI launched it), whether it waits in the queue,
+    and whether the launched process still lives (asked only when the events cannot tell)."""
+    if queued:
+        return RunStatus.QUEUED, None
+    launched = entry.get("launched")
+    if launched and (state.started is None or state.started < launched - 1):
+        # Launched, but this launch's start event has not arrived (yet).
+        if alive():
+            return RunStatus.STARTING, None
+        stopped_at = stop_request_time(run_dir)
+        if stopped_at is not None and stopped_at >= launched:
+            return RunStatus.STOPPED, None  # Stop pressed while it started
+        message = entry.get("launch_error") or last_error_line(run_dir) or \
+            "the trainer ended before training started"
+        return RunStatus.FAILED, {"message": message, "hint": f"see {run_dir / LOG_FILE}"}
+    if state.status == RunStatus.NEW:  # a folder whose trainer never wrote its start event
+        return RunStatus.FAILED, state.error
+    return state.status, state.error
 
 
 class Runner:
@@ -223,7 +247,7 @@ class Runner:
         """The run that is starting or training now, if any."""
         with self._lock:
             for info in self.runs():
-                if info.status in ("starting", "running"):
+                if info.status.active:
                     return info.run_dir
         return None
 
@@ -253,7 +277,7 @@ class Runner:
         """
         with self._lock:
             request_stop(run_dir)
-            starting = self.info(run_dir).status == "starting"
+            starting = self.info(run_dir).status == RunStatus.STARTING
             if now or starting:
                 pid = self._trainer_pid(run_dir)
                 # Several GPUs: the trainer's supervisor takes a first signal as "stop after
@@ -282,24 +306,11 @@ class Runner:
     def info(self, run_dir: Path) -> RunInfo:
         with self._lock:
             key = str(run_dir)
-            entry = self._index["runs"].get(key, {})
             state = self.state(run_dir)
-            if key in self._index["queue"]:
-                return RunInfo(run_dir, "queued", state)
-            launched = entry.get("launched")
-            if launched and (state.started is None or state.started < launched - 1):
-                # Launched, but this launch's start event has not arrived (yet).
-                if self._process_alive(run_dir):
-                    return RunInfo(run_dir, "starting", state)
-                stopped_at = stop_request_time(run_dir)
-                if stopped_at is not None and stopped_at >= launched:
-                    return RunInfo(run_dir, "stopped", state)  # Stop pressed while it started
-                message = entry.get("launch_error") or last_error_line(run_dir) or \
-                    "the trainer ended before training started"
-                return RunInfo(run_dir, "failed", state, {"message": message,
-                                                          "hint": f"see {run_dir / LOG_FILE}"})
-            status = state.status if state.status != "new" else "failed"
-            return RunInfo(run_dir, status, state, state.error)
+            status, error = run_status(run_dir, state, self._index["runs"].get(key, {}),
+                                       key in self._index["queue"],
+                                       lambda: self._process_alive(run_dir))
+            return RunInfo(run_dir, status, state, error)
 
     def run_dirs(self) -> list[Path]:
         """Runs this GUI knows plus run folders found in outputs/, newest first."""

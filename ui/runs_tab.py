@@ -13,10 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from trainer.config import load_config
-from trainer.runs import LOG_FILE, stop_requested
-from trainer.train.checkpoints import latest_state
-
 from trainer.errors import UserError
+from trainer.runs import LOG_FILE, latest_state, stop_requested
 
 from . import messages, paths
 from .chart import loss_chart
@@ -29,10 +27,25 @@ LOG_LINES = 200
 
 
 @dataclass
+class RunsView:
+    """The components a timer tick may update."""
+
+    table: gr.HTML
+    select: gr.Dropdown
+    progress: gr.HTML
+    messages: gr.HTML
+    chart: gr.HTML
+    gallery: gr.Gallery
+    log: gr.Textbox
+    stop: gr.Button
+    resume: gr.Button
+    queue_row: gr.Row
+    memo: gr.State  # what the page shows now, so that only changes are sent
+
+
+@dataclass
 class RunsTab:
     select: gr.Dropdown
-    memo: gr.State
-    outputs: list  # what RunsHandlers.refresh updates, before the start button and memo
     handlers: "RunsHandlers"
 
 
@@ -41,7 +54,7 @@ def _pick(infos: list[RunInfo], selected: str | None) -> RunInfo | None:
     if selected in by_dir:
         return by_dir[selected]
     for info in infos:  # a page opened (or reloaded) during a run shows that run
-        if info.status in ("running", "starting"):
+        if info.status.active:
             return info
     return infos[0] if infos else None
 
@@ -63,13 +76,13 @@ def _log_text(info: RunInfo | None) -> str:
 
 
 def _buttons(info: RunInfo | None, queue: list[Path]) -> dict:
-    status = info.status if info else None
-    queued = bool(info) and info.run_dir in queue
-    stopping = bool(info) and status in ("running", "starting") and stop_requested(info.run_dir)
-    resumable = bool(info) and status in ("stopped", "failed") and \
+    active = info is not None and info.status.active
+    queued = info is not None and info.run_dir in queue
+    stopping = info is not None and active and stop_requested(info.run_dir)
+    resumable = info is not None and info.status.interrupted and \
         latest_state(info.run_dir) is not None
     return {
-        "stop": gr.update(interactive=status in ("running", "starting"),
+        "stop": gr.update(interactive=active,
                           value="Stop now (no save)" if stopping else "Stop"),
         "resume": gr.update(interactive=resumable),
         "queue": gr.update(visible=queued),
@@ -77,12 +90,24 @@ def _buttons(info: RunInfo | None, queue: list[Path]) -> dict:
 
 
 class RunsHandlers:
-    def __init__(self, ctx: AppContext):
-        self.ctx = ctx
+    def __init__(self, ctx: AppContext, view: RunsView):
+        self.ctx, self.view = ctx, view
+        self.start_button: gr.Button | None = None  # the Train tab's; set by poll_outputs()
 
-    def refresh(self, selected: str | None, memo: dict | None):
-        """One timer tick: (table, select, progress, messages, chart, gallery, log, stop, resume,
-        queue row, start button, memo) with gr.skip() for whatever is unchanged."""
+    def poll_outputs(self, start_button: gr.Button) -> list:
+        """Everything refresh() may update: the view and the Train tab's start button (which
+        reads "Queue" while a run is going)."""
+        self.start_button = start_button
+        view = self.view
+        return [view.table, view.select, view.progress, view.messages, view.chart, view.gallery,
+                view.log, view.stop, view.resume, view.queue_row, start_button, view.memo]
+
+    def poll_inputs(self) -> list:
+        return [self.view.select, self.view.memo]
+
+    def refresh(self, selected: str | None, memo: dict | None) -> dict:
+        """One timer tick: {component: update} of what changed since the last tick (and the
+        memo of what is shown)."""
         memo = dict(memo or {})
         runner = self.ctx.runner
         infos = runner.runs()
@@ -90,7 +115,7 @@ class RunsHandlers:
         info = _pick(infos, selected)
         chosen = str(info.run_dir) if info else None
         buttons = _buttons(info, queue)
-        start_label = "Queue" if any(i.status in ("running", "starting") for i in infos) else "Start"
+        start_label = "Queue" if any(i.status.active for i in infos) else "Start"
         fresh = {
             "table": runs_table(infos, queue, chosen),
             "select": ([(i.name, str(i.run_dir)) for i in infos], chosen),
@@ -105,24 +130,28 @@ class RunsHandlers:
         }
         changed = {key for key, value in fresh.items() if memo.get(key) != value}
         memo.update(fresh)
-
-        def out(key, make):
-            return make() if key in changed else gr.skip()
-
-        return (
-            out("table", lambda: fresh["table"]),
-            out("select", lambda: gr.update(choices=fresh["select"][0], value=chosen)),
-            out("progress", lambda: fresh["progress"]),
-            out("messages", lambda: fresh["messages"]),
-            out("chart", lambda: loss_chart(info.state.losses if info else [])),
-            out("gallery", lambda: self._gallery(fresh["gallery"][1])),
-            out("log", lambda: _log_text(info)),
-            out("buttons", lambda: buttons["stop"]),
-            out("buttons", lambda: buttons["resume"]),
-            out("buttons", lambda: buttons["queue"]),
-            out("start", lambda: gr.update(value=start_label)),
-            memo,
-        )
+        view = self.view
+        updates: dict = {view.memo: memo}
+        if "table" in changed:
+            updates[view.table] = fresh["table"]
+        if "select" in changed:
+            updates[view.select] = gr.update(choices=fresh["select"][0], value=chosen)
+        if "progress" in changed:
+            updates[view.progress] = fresh["progress"]
+        if "messages" in changed:
+            updates[view.messages] = fresh["messages"]
+        if "chart" in changed:
+            updates[view.chart] = loss_chart(info.state.losses if info else [])
+        if "gallery" in changed:
+            updates[view.gallery] = self._gallery(fresh["gallery"][1])
+        if "log" in changed:
+            updates[view.log] = _log_text(info)
+        if "buttons" in changed:
+            updates.update({view.stop: buttons["stop"], view.resume: buttons["resume"],
+                            view.queue_row: buttons["queue"]})
+        if "start" in changed and self.start_button is not None:
+            updates[self.start_button] = gr.update(value=start_label)
+        return updates
 
     def _gallery(self, items) -> list:
         """Images outside the browsable folders are sent as pictures rather than file links."""
@@ -147,7 +176,7 @@ class RunsHandlers:
         if run_dir is None:
             return messages.note("Select a run first.", "warning")
         info = self.ctx.runner.info(run_dir)
-        if info.status not in ("running", "starting"):
+        if not info.status.active:
             return messages.note(f"{run_dir.name} is not running ({info.status}).", "warning")
         if stop_requested(run_dir):
             self.ctx.runner.stop(run_dir, now=True)
@@ -177,13 +206,15 @@ class RunsHandlers:
         return messages.note(f"Resuming {run_dir.name} from {state.name}.", "ok")
 
     def move(self, selected: str | None, delta: int):
-        if self._known(selected):
-            self.ctx.runner.move(self._known(selected), delta)
+        run_dir = self._known(selected)
+        if run_dir is not None:
+            self.ctx.runner.move(run_dir, delta)
         return messages.note("Queue order changed.", "info")
 
     def remove(self, selected: str | None):
-        if self._known(selected) and self.ctx.runner.remove(self._known(selected)):
-            return messages.note(f"Removed {Path(selected).name} from the queue (its folder is kept).", "ok"), None
+        run_dir = self._known(selected)
+        if run_dir is not None and self.ctx.runner.remove(run_dir):
+            return messages.note(f"Removed {run_dir.name} from the queue (its folder is kept).", "ok"), None
         return messages.note("Only queued runs can be removed.", "warning"), gr.skip()
 
     def tensorboard(self, selected: str | None):
@@ -207,7 +238,6 @@ class RunsHandlers:
 
 
 def build(ctx: AppContext) -> RunsTab:
-    handlers = RunsHandlers(ctx)
     table = gr.HTML(elem_id="runs-table")
     select = gr.Dropdown(choices=[], value=None, label="Run", elem_id="run-select",
                          allow_custom_value=False)
@@ -231,11 +261,12 @@ def build(ctx: AppContext) -> RunsTab:
     log = gr.Textbox(label="trainer.log", lines=14, max_lines=14, autoscroll=True,
                      interactive=False, elem_id="run-log")
     memo = gr.State({})
+    handlers = RunsHandlers(ctx, RunsView(table, select, progress, run_messages, chart, gallery,
+                                          log, stop, resume, queue_row, memo))
     stop.click(handlers.stop, select, action)
     resume.click(handlers.resume, select, action)
     tensorboard.click(handlers.tensorboard, select, action)
     up.click(lambda s: handlers.move(s, -1), select, action)
     down.click(lambda s: handlers.move(s, 1), select, action)
     remove.click(handlers.remove, select, [action, select])
-    outputs = [table, select, progress, run_messages, chart, gallery, log, stop, resume, queue_row]
-    return RunsTab(select, memo, outputs, handlers)
+    return RunsTab(select, handlers)

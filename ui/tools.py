@@ -59,7 +59,7 @@ def convert_argv(src, dst, save_model_as=None, save_precision=None, v2=False,
 
 def lora_lines(text: str) -> list[tuple[str, float | None]]:
     """Lines 'path' or 'path : weight' -> (path, weight or None) (paths may hold spaces)."""
-    pairs = []
+    pairs: list[tuple[str, float | None]] = []
     for line in (text or "").splitlines():
         line = line.strip().strip('"')
         if not line:

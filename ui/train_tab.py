@@ -68,8 +68,17 @@ def _changed_names(before: Config, after: Config) -> set[str]:
 class TrainHandlers:
     """Event handlers; each takes the form's values as *args (see Form.inputs)."""
 
-    def __init__(self, ctx: AppContext, form: Form):
-        self.ctx, self.form = ctx, form
+    def __init__(self, ctx: AppContext, form: Form, message: gr.HTML):
+        self.ctx, self.form, self.message = ctx, form, message
+        self.tabs: gr.Tabs | None = None  # set by start_outputs()
+        self.run_select: gr.Dropdown | None = None
+
+    def start_outputs(self, tabs: gr.Tabs, run_select: gr.Dropdown) -> list:
+        """What start() updates besides this tab: the page's tabs (to show the Runs tab) and the
+        Runs tab's run selector, which exist only once the whole page is built."""
+        self.tabs, self.run_select = tabs, run_select
+        return [self.message, self.form.widgets["output_dir"], self.form.widgets["logging_dir"],
+                tabs, run_select]
 
     # -- mode switch: visibility, and a mode's own defaults for untouched options
     def switch_mode(self, *args):
@@ -125,18 +134,18 @@ class TrainHandlers:
         return output_dir, logs
 
     def start(self, *args):
-        """Validate, write the run's config.toml, queue it; returns updates for start_outputs."""
-        skip = (gr.skip(),) * 4
+        """Validate, write the run's config.toml, queue it; returns {component: update} for
+        start_outputs()."""
         cfg, problems = self._checked(args)
         bad = errors(problems)
         if bad:
-            return (messages.problems_html(problems), *skip)
+            return {self.message: messages.problems_html(problems)}
         run_dir = self.ctx.workspace.resolve(cfg.output_dir)
         if folder_in_use(run_dir):
-            return (messages.note(
+            return {self.message: messages.note(
                 f"{run_dir} already holds another run's files (they are never deleted). "
                 "Press 'New run folder' for a fresh output_dir, or choose another one.",
-                "warning"), *skip)
+                "warning")}
         absolute_paths(self.ctx, cfg)
         was_busy = self.ctx.runner.active() is not None
         self.ctx.runner.submit(cfg)
@@ -145,13 +154,20 @@ class TrainHandlers:
         text = messages.note(f"{verb} {run_dir.name}. The next run will go to a new folder.", "ok",
                              [str(p) for p in problems])
         runs = [(info.name, str(info.run_dir)) for info in self.ctx.runner.runs()]
-        return (text, output_dir, logging_dir, gr.Tabs(selected="runs"),
-                gr.update(choices=runs, value=str(run_dir)))
+        widgets = self.form.widgets
+        updates = {self.message: text, widgets["output_dir"]: output_dir,
+                   widgets["logging_dir"]: logging_dir}
+        if self.tabs is not None and self.run_select is not None:
+            updates[self.tabs] = gr.Tabs(selected="runs")
+            updates[self.run_select] = gr.update(choices=runs, value=str(run_dir))
+        return updates
 
 
 class PresetHandlers:
-    def __init__(self, ctx: AppContext, form: Form):
-        self.ctx, self.form = ctx, form
+    """load/upload return {component: update} for [message, *form.outputs]."""
+
+    def __init__(self, ctx: AppContext, form: Form, message: gr.HTML):
+        self.ctx, self.form, self.message = ctx, form, message
 
     def choices(self, selected: str | None = None):
         labels = list(list_presets(self.ctx.workspace))
@@ -168,33 +184,32 @@ class PresetHandlers:
         keys = ", ".join(preset.values)
         return messages.note(f"{preset.description or label} ({preset.mode or 'any mode'}; sets: {keys})")
 
-    def _apply(self, path: Path | str, args) -> list:
+    def _apply(self, path: Path | str, args) -> dict:
         mode, raw = self.form.values(args)
         current, _ = config_from_widgets(mode, raw)
         try:
             preset = read_preset(path, mode)
         except Exception as err:
-            return [messages.note(f"could not load {Path(path).name}: {err}", "error"),
-                    *[gr.skip()] * len(self.form.outputs)]
+            return {self.message: messages.note(f"could not load {Path(path).name}: {err}", "error")}
         updated = apply_preset(current, preset)
         shown = self.form.show(updated, only=_changed_names(current, updated) | set(preset.values))
         text = f"Loaded {preset.source}: set {len(preset.values)} option(s)."
-        return [messages.note(text, "ok", preset.notes), *shown]
+        return {self.message: messages.note(text, "ok", preset.notes), **shown}
 
-    def load(self, label: str | None, *args):
+    def load(self, label: str | None, *args) -> dict:
         path = list_presets(self.ctx.workspace).get(label or "")
         if path is None:
-            return [messages.note("Choose a preset first.", "warning"), *[gr.skip()] * len(self.form.outputs)]
+            return {self.message: messages.note("Choose a preset first.", "warning")}
         return self._apply(path, args)
 
-    def upload(self, file, *args):
+    def upload(self, file, *args) -> dict:
         if not file:
-            return [gr.skip()] * (1 + len(self.form.outputs))
+            return gr.skip()
         try:
             path = paths.uploaded(self.ctx.workspace, file if isinstance(file, str) else file.name,
                                   "config file")
         except UserError as err:
-            return [messages.note(err.message, "error"), *[gr.skip()] * len(self.form.outputs)]
+            return {self.message: messages.note(err.message, "error")}
         return self._apply(path, args)
 
     def _form_config(self, args) -> tuple[Config | None, str | None]:
@@ -261,7 +276,7 @@ def build_presets(ctx: AppContext, message: gr.HTML, selected: str | None = None
                                 elem_id="preset-file")
 
     def wire(form: Form) -> None:
-        handlers = PresetHandlers(ctx, form)
+        handlers = PresetHandlers(ctx, form, message)
         form_in = form.inputs
         preset.change(handlers.describe, preset, about)
         load.click(handlers.load, [preset, *form_in], [message, *form.outputs])
@@ -307,13 +322,15 @@ def build_browser(ctx: AppContext):
     entries.input(lambda f, s: go(f, s) if s and Path(s).is_dir() else (gr.skip(), gr.skip()),
                   [here, entries], [here, entries])
 
-    def put(path, option):
-        if not path or not browser.allowed(path):
-            return [gr.skip()] * len(PATH_OPTIONS)
-        return [str(path) if name == option else gr.skip() for name in PATH_OPTIONS]
-
     def wire(form: Form) -> None:
         outputs = [form.widgets[n] for n in PATH_OPTIONS]
+
+        def put(path, option) -> dict:
+            """The chosen path into the chosen option's widget; the other paths stay."""
+            if not path or not browser.allowed(path) or option not in PATH_OPTIONS:
+                return gr.skip()  # (an empty dict would not do: gradio wants one key at least)
+            return {form.widgets[option]: str(path)}
+
         use.click(put, [entries, target], outputs)
         use_here.click(put, [here, target], outputs)
 
@@ -336,7 +353,7 @@ def build(ctx: AppContext) -> TrainTab:
     form = build_form(radio, initial)
     wire_presets(form)
     wire_browser(form)
-    handlers = TrainHandlers(ctx, form)
+    handlers = TrainHandlers(ctx, form, message)
     form.mode.change(handlers.switch_mode, form.inputs, form.outputs)
     check_btn.click(handlers.check, form.inputs, message)
     print_btn.click(handlers.print_command, form.inputs, [command, message])

@@ -22,8 +22,8 @@ class Workspace:
     home: Path
     outputs: Path
     user_presets: Path
+    datasets: Path  # where the folder builder and the regularization images put new datasets
     roots: list[Path] = field(default_factory=list)
-    datasets: Path | None = None  # where the folder builder puts new datasets
 
     @classmethod
     def create(cls, home: str | os.PathLike | None = None, outputs: str | None = None,
@@ -35,7 +35,7 @@ class Workspace:
         allowed = [out, datasets, *(_under(home_path, r) for r in roots or []), DEMO_ASSETS,
                    BUILTIN_PRESETS]
         unique = list(dict.fromkeys(allowed))  # nested ones stay: each is a browser entry point
-        return cls(home_path, out, presets, unique, datasets)
+        return cls(home_path, out, presets, datasets, unique)
 
     def resolve(self, text: str) -> Path:
         """A path typed by the user: relative ones are relative to the working directory."""

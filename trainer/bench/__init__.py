@@ -98,12 +98,14 @@ def _trainer_seconds(args, model: str, images: Path, workdir: Path) -> tuple[lis
     session = Session(trainer_config(args, model, images, out))
     try:
         session.setup()
-        session.target.save = lambda path, **_: path  # time the loop, not the final model write
+        # time the loop, not the final model write
+        session.target.save = lambda path, **_: path  # type: ignore[method-assign]
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         train_loop(session)
         peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-        session.reporter.close()
+        if session.reporter is not None:
+            session.reporter.close()
     finally:  # the next measurement of this process trains in the same folder
         session.release_run_folder()
     times = [e["time"] for e in read_events(out / "events.jsonl")[0] if e["kind"] == "step"]

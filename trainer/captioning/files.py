@@ -40,7 +40,8 @@ class Plan:
 
 
 def plan(images: list[Path], extension: str, overwrite: bool) -> Plan:
-    write, kept = [], []
+    write: list[Path] = []
+    kept: list[Path] = []
     for image in images:
         (kept if image.with_suffix(extension).exists() and not overwrite else write).append(image)
     return Plan(write, kept)

@@ -108,6 +108,7 @@ def read_cached(job: Job) -> str:
 def write_cached(job: Job) -> None:
     from safetensors.torch import save_file
 
+    assert job.file is not None, "only jobs of a disk cache are written"
     tensors = {k: v.contiguous() for k, v in job.tensors.items()}
     with atomic.atomic_path(job.file) as tmp:
         save_file(tensors, str(tmp), metadata=job.key)
@@ -115,7 +116,8 @@ def write_cached(job: Job) -> None:
 
 def _chunks(jobs: list[Job], batch_size: int):
     """Consecutive jobs of one bucket, at most batch_size images (a flip counts as one)."""
-    chunk, images = [], 0
+    chunk: list[Job] = []
+    images = 0
     for job in jobs:
         cost = 2 if job.flip else 1
         if chunk and (job.bucket != chunk[0].bucket or images + cost > batch_size):

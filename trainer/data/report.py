@@ -33,7 +33,8 @@ def caption_preview(cfg) -> list[dict]:
 def bucket_preview(cfg) -> dict:
     """Per image: bucket, scale, crop box (original pixels); bucket histogram; crop loss."""
     ds = build_dataset(cfg, warn=lambda message: None)
-    images, histogram = [], {}
+    images: list[dict] = []
+    histogram: dict[str, int] = {}
     for index, item in enumerate(ds.items):
         p = item.placement
         key = f"{p.bucket[0]}x{p.bucket[1]}"

@@ -72,7 +72,7 @@ def template(shape: str, box: tuple[int, int, int, int], size: tuple[int, int]):
     image = Image.new("L", (size[0] * scale, size[1] * scale), 0)
     paint(ImageDraw.Draw(image), shape, tuple(v * scale for v in box), 255, 0)
     # about the edge coverage that FOREGROUND_DISTANCE lets through
-    return np.asarray(image.resize(size, Image.BOX)) >= 100
+    return np.asarray(image.resize(size, Image.Resampling.BOX)) >= 100
 
 
 def measure(image) -> Measurement:
@@ -99,7 +99,7 @@ def measure(image) -> Measurement:
         ideal = template(name, box, (width, height))
         union = np.logical_or(ideal, shape_mask).sum()
         overlaps[name] = float(np.logical_and(ideal, shape_mask).sum() / union) if union else 0.0
-    best = max(overlaps, key=overlaps.get)
+    best = max(overlaps, key=lambda name: overlaps[name])
     if overlaps[best] < MIN_OVERLAP:
         return Measurement(None, color, overlaps[best], area)
     return Measurement(best, color, overlaps[best], area)

@@ -24,7 +24,7 @@ def make_grid(rows: list[tuple[str, list]], path: Path) -> Path:
         for line, text in enumerate(label.split("\n")):
             pen.text((6, top + side // 2 - 14 + line * 14), text, fill=(20, 20, 20))
         for column, image in enumerate(images):
-            big = image.resize((side, side), Image.NEAREST)
+            big = image.resize((side, side), Image.Resampling.NEAREST)
             sheet.paste(big, (LABEL_WIDTH + column * (side + GAP), top))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, optimize=True)

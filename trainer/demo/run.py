@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from . import files, subject
@@ -79,7 +80,7 @@ def measure_runs(mode: str, runs: list[Trained], samples: int) -> dict:
     from .grid import make_grid
 
     base = pipeline(load_base())
-    results = {"samples_per_prompt": samples, "instance_prompt": subject.INSTANCE_PROMPT,
+    results: dict[str, Any] = {"samples_per_prompt": samples, "instance_prompt": subject.INSTANCE_PROMPT,
                "class_prompt": subject.CLASS_PROMPT, "base_accuracy": base_accuracy(base),
                "runs": {}}
     scored = {"base model": subject_scores(base, samples)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 SIZE = 64  # image side in pixels
 BACKGROUND = (244, 242, 236)
@@ -49,7 +50,7 @@ def scenes(seed: int, count: int, shapes=SHAPES, colors=tuple(COLORS)) -> list[S
     return [random_scene(rng, shapes, colors) for _ in range(count)]
 
 
-def paint(pen, shape: str, box: tuple[float, float, float, float], fill, hole) -> None:
+def paint(pen, shape: str, box: Sequence[float], fill, hole) -> None:
     """Draw `shape` filling box (left, top, right, bottom) with PIL's ImageDraw `pen`."""
     left, top, right, bottom = box
     if shape == "square":
@@ -75,7 +76,7 @@ def draw(scene: Scene):
     box = tuple(v * _OVERSAMPLE for v in (scene.x, scene.y, scene.x + scene.side,
                                           scene.y + scene.side))
     paint(ImageDraw.Draw(image), scene.shape, box, COLORS[scene.color], BACKGROUND)
-    return image.resize((SIZE, SIZE), Image.LANCZOS)
+    return image.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
 
 
 def write_images(folder: Path, items: list[Scene], caption_extension: str | None = ".txt",

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 
 
 @dataclass
 class MetaModels:
-    unet: object  # UNet2DConditionModel on meta, float32
-    text_encoder: object  # CLIPTextModel on meta, float32
-    vae: object  # AutoencoderKL on meta, float32
+    unet: Any  # UNet2DConditionModel on meta, float32
+    text_encoder: Any  # CLIPTextModel on meta, float32
+    vae: Any  # AutoencoderKL on meta, float32
 
 
 class _TokenIds:

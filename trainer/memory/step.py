@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
@@ -18,8 +19,8 @@ META = torch.device("meta")
 
 @dataclass
 class Placed:
-    target: object  # DreamBoothTarget or LoRATarget, on meta
-    precision: object
+    target: Any  # DreamBoothTarget or LoRATarget, on meta
+    precision: Any  # trainer.train.precision.Precision
     trained: list  # the parameters the optimizer updates
     frozen: list  # every other parameter on the GPU
 
@@ -33,6 +34,7 @@ def place(cfg, models: MetaModels, device: torch.device = META) -> Placed:
                                     device=device)
     bundle = SimpleNamespace(unet=models.unet, text_encoder=models.text_encoder, vae=models.vae,
                              default_save_format="safetensors")
+    target: Any  # LoRATarget or DreamBoothTarget (imported only for their mode)
     with device:  # LoRA layers are created here: on meta no weights are allocated
         if cfg.mode == "lora":
             from ..train.lora_target import LoRATarget

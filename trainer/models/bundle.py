@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SINGLE_FORMATS = ("safetensors", "ckpt")
 DIFFUSERS_FORMATS = ("diffusers", "diffusers_safetensors")
@@ -12,10 +13,10 @@ SAVE_FORMATS = SINGLE_FORMATS + DIFFUSERS_FORMATS
 
 @dataclass
 class ModelBundle:
-    unet: object  # diffusers UNet2DConditionModel
-    vae: object  # diffusers AutoencoderKL
-    text_encoder: object  # transformers CLIPTextModel
-    tokenizer: object  # transformers CLIPTokenizer (SD 2: pads with "!")
+    unet: Any  # diffusers UNet2DConditionModel
+    vae: Any  # diffusers AutoencoderKL
+    text_encoder: Any  # transformers CLIPTextModel
+    tokenizer: Any  # transformers CLIPTokenizer (SD 2: pads with "!")
     v2: bool
     v_parameterization: bool
     source_kind: str  # "single" | "diffusers" (hub ids count as diffusers)

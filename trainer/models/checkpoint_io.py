@@ -29,7 +29,7 @@ def _extra_safe_globals() -> list:
 
     names = ["pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
              "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint"]
-    safe = [(_InertRecord, name) for name in names]
+    safe: list[object] = [(_InertRecord, name) for name in names]  # classes and (class, name)
     core = np._core if hasattr(np, "_core") else np.core
     scalar = core.multiarray.scalar
     safe += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                 beta_schedule="scaled_linear")
@@ -167,11 +167,11 @@ def write_tokenizer(folder: Path, words: Iterable[str], v2: bool):
 
 @dataclass
 class Components:
-    unet: object
-    vae: object
-    text_encoder: object
-    tokenizer: object
-    scheduler: object
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
     v2: bool
     prediction_type: str
 

@@ -147,7 +147,7 @@ def _source_config(bundle: ModelBundle) -> dict:
     """The input's own .yaml, with the prediction type the model was trained with."""
     import copy
 
-    config = copy.deepcopy(bundle.ldm_config)
+    config = copy.deepcopy(bundle.ldm_config or {})  # set whenever ldm_config_from_file is
     params = config["model"]["params"]
     if bundle.v_parameterization:
         params["parameterization"] = "v"
@@ -159,7 +159,7 @@ def _source_config(bundle: ModelBundle) -> dict:
 def _kept_source_keys(bundle: ModelBundle, state: dict, placeholders: set, dtype) -> dict:
     """Keys of a single-file input that this export does not produce (EMA, the unused last
     OpenCLIP block, ...) are copied from the input file rather than lost."""
-    if bundle.source_kind != "single":
+    if bundle.source_kind != "single" or bundle.source_file is None:
         return {}
     wanted = [k for k in bundle.source_keys if k not in state or k in placeholders]
     if not wanted:

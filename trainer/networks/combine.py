@@ -94,7 +94,8 @@ def merged_metadata(sources: list[Source], merged: Mapping) -> dict[str, str]:
 
 def _ranks(tensors: Mapping) -> tuple[list[int], list[int]]:
     """Ranks of the linear / 1x1 layers and of the 3x3 convolutions."""
-    ranks, conv_ranks = [], []
+    ranks: list[int] = []
+    conv_ranks: list[int] = []
     for key, down in tensors.items():
         if key.endswith(".lora_down.weight"):
             spatial = down.dim() == 4 and tuple(down.shape[2:]) != (1, 1)

@@ -43,7 +43,9 @@ def create_network(unet, text_encoder, *, dim: int, alpha: float, conv_dim: int 
     layers = []
     for target in _targets(unet, text_encoder, train_unet, train_text_encoder,
                            with_conv=conv_dim is not None):
-        rank, scale_alpha = (conv_dim, conv_alpha) if target.is_conv3x3 else (dim, alpha)
+        # 3x3 convolutions are targets only when conv_dim is set
+        rank, scale_alpha = (conv_dim, conv_alpha) if target.is_conv3x3 and conv_dim is not None \
+            else (dim, alpha)
         layers.append(LoRAModule(target.lora_name, target.module, rank, scale_alpha, **drops))
     return LoRANetwork(layers, settings, v2=base_is_v2(unet, text_encoder))
 

@@ -86,7 +86,8 @@ def extract_state_dict(base, tuned, *, dim: int, conv_dim: int | None = None,
     with torch.no_grad():
         for base_target, tuned_target in layers:
             diff = tuned_target.module.weight.float() - base_target.module.weight.float()
-            rank = conv_dim if base_target.is_conv3x3 else dim
+            # 3x3 convolutions are targets only when conv_dim is set
+            rank = conv_dim if base_target.is_conv3x3 and conv_dim is not None else dim
             up, down, kept = factor_difference(diff, rank, clamp_quantile)
             name = base_target.lora_name
             tensors[f"{name}.lora_up.weight"] = up.contiguous()

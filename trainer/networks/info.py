@@ -83,7 +83,7 @@ def _summarize_json(key: str, text: str) -> str:
     except ValueError:
         return text[:200]
     if key == "ss_tag_frequency" and isinstance(data, dict):
-        tags = Counter()
+        tags: Counter[str] = Counter()
         for folder in data.values():
             if isinstance(folder, dict):
                 tags.update({t: int(n) for t, n in folder.items() if isinstance(n, (int, float))})

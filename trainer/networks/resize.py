@@ -49,6 +49,8 @@ def choose_rank(s, max_rank: int, method: str | None, param: float | None) -> in
         return 1
     if method is None:
         keep = max_rank
+    elif param is None:  # the command line refuses this with a message first
+        raise ValueError(f"the dynamic method {method} needs a parameter")
     elif method == "sv_ratio":  # values within a factor `param` of the largest
         keep = int((s >= s[0] / param).sum())
     else:
