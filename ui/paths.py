@@ -79,17 +79,17 @@ def config_problems(workspace: Workspace, cfg: Config) -> list[Problem]:
         except UserError as err:
             problems.append(Problem(name, f"{value} is outside the folders this GUI may use "
                                           f"({_roots_text(workspace)}) or hidden; {err.hint}"))
-    if cfg.get("dataset_config") and not problems:
-        problems += _dataset_config_problems(workspace, cfg)
+    if cfg.dataset_config and not problems:
+        problems += _dataset_config_problems(workspace, cfg.dataset_config, cfg)
     return problems
 
 
-def _dataset_config_problems(workspace: Workspace, cfg: Config) -> list[Problem]:
+def _dataset_config_problems(workspace: Workspace, toml: str, cfg: Config) -> list[Problem]:
     """The image folders a dataset_config names are read too: the same rule applies."""
     from trainer.data.dataset_toml import load_dataset_toml
 
     try:
-        _, subsets = load_dataset_toml(str(workspace.resolve(cfg.dataset_config)), cfg,
+        _, subsets = load_dataset_toml(str(workspace.resolve(toml)), cfg,
                                        lambda _text: None)
     except Exception:  # unreadable: the config check reports it, and nothing is read
         return []

@@ -154,6 +154,8 @@ class Runner:
     # ------------------------------------------------------------------ submitting
     def submit(self, cfg: Config) -> Path:
         """Write the run's config.toml and queue it; it starts when nothing else runs."""
+        if not cfg.output_dir:
+            raise UserError("no output_dir given", "choose the run folder")
         run_dir = Path(cfg.output_dir).resolve()
         cfg.output_dir = str(run_dir)
         with self._lock:

@@ -180,6 +180,7 @@ class _Importer:
         self.handled.add("sample_prompts")
         if _blank(text):
             return
+        text = str(text)
         if "\n" not in text and text.strip().lower().endswith(".txt"):
             self.set("sample_prompts", text.strip(), "sample_prompts")
         else:

@@ -95,7 +95,8 @@ class DatasetFacts:
 
 def dataset_facts(ds, global_batch_size: int) -> DatasetFacts:
     """The dataset part of the metadata that LoRA tools (and A1111) read."""
-    dirs, reg_dirs = {}, {}
+    dirs: dict[str, dict] = {}
+    reg_dirs: dict[str, dict] = {}
     for row in concept_rows(ds):
         target = reg_dirs if row["is_reg"] else dirs
         target[row["name"]] = {"n_repeats": row["repeats"], "img_count": row["images"]}
