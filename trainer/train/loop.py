@@ -51,7 +51,7 @@ class StepRunner:
         s, cfg = self.s, self.s.cfg
         batch = local.data
         keys = [(cfg.seed, epoch, ref.pos) for ref in local.refs]
-        latents = batch_latents(s, batch, keys)
+        latents = batch_latents(s.bundle.vae, s.precision.vae_dtype, s.device, batch, keys)
         hidden = self.conditioning(batch["captions"], step)
         draw = draw_noise(latents, keys, num_timesteps=s.noise_scheduler.config.num_train_timesteps,
                           noise_offset=cfg.noise_offset)

@@ -199,9 +199,18 @@ class Session:
     def _setup_latents(self) -> None:
         if not self.cfg.cache_latents:
             return
-        from .latents import cache_latents
+        from ..data.latents import cache_latents, vae_identity
+        from .latents import encode_images
 
-        cache_latents(self)
+        vae, dtype = self.bundle.vae, self.precision.vae_dtype
+
+        def progress(done: int, total: int) -> None:
+            self.reporter.progress("caching latents", done, total)
+
+        cache_latents(self.dataset, lambda images: encode_images(vae, images, dtype),
+                      vae_identity(vae, extra=str(dtype)), batch_size=self.cfg.vae_batch_size,
+                      to_disk=self.cfg.cache_latents_to_disk, progress=progress, rank=self.rank,
+                      world_size=self.world, barrier=self.accelerator.wait_for_everyone)
 
     def _setup_schedule(self) -> None:
         cfg = self.cfg
