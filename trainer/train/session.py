@@ -119,6 +119,7 @@ class Session:
         self.accelerator.wait_for_everyone()
         self.reporter = Reporter(self.run_dir, enabled=self.is_main,
                                  logging_dir=self.cfg.logging_dir, log_prefix=self.cfg.log_prefix)
+        self.reporter.forward_log("trainer.models")  # what saving keeps or drops
         self.stop = StopFlag(self.run_dir).install()
         if self.is_main:
             self.stop.clear_stale(self.launched)
@@ -174,6 +175,8 @@ class Session:
         self.bundle = load_model(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                                  v_parameterization=cfg.v_parameterization or None,
                                  vae=cfg.vae, tokenizer=cfg.tokenizer)
+        for note in self.bundle.notes:  # e.g. the VAE was replaced
+            self.reporter.warning(note)
         self.v_prediction = self.bundle.v_parameterization
         from diffusers import DDPMScheduler
 
