@@ -108,7 +108,7 @@ class Session:
         self.reporter = reporter  # from here on a failure is reported as an event
         reporter.forward_log("trainer.models")  # what saving keeps or drops
         stop = StopFlag(self.run_dir).install()
-        self.stop = stop
+        self.stop = stop  # run() uninstalls it even when setup fails further on
         if procs.is_main:
             stop.clear_stale(self.launched)
             self._remove_unfinished_saves(reporter)
