@@ -7,6 +7,7 @@ import torch
 from helpers import make_concept, make_db_dataset, run_cli
 from trainer.config import Config
 from trainer.data import build_dataset
+from trainer.train.feed import BatchFeed
 
 
 def dataset(tmp_path, size=(64, 64), count=4, **values):
@@ -90,10 +91,15 @@ def test_sample_randomness_depends_only_on_seed_epoch_and_position(tmp_path):
 
 def test_threaded_loading_gives_the_same_batches(tmp_path):
     ds = dataset(tmp_path, flip_aug=True)
-    batches = ds.epoch_batches(1, 3)
-    direct = [ds.load_batch(b, 1)["images"] for b in batches]
-    threaded = [b["images"] for b in ds.iter_batches(batches, 1, workers=2)]
-    assert len(threaded) == len(direct)
+    plan = ds.epoch_batches(1, 3)
+
+    def images(workers: int) -> list:
+        feed = BatchFeed(ds, rank=0, batch_size=3, accumulation=2, workers=workers)
+        return [local.data["images"] for group in feed.groups(plan, 1, 0)
+                for local in group.batches]
+
+    direct, threaded = images(0), images(2)
+    assert len(threaded) == len(direct) == len(plan)
     assert all(torch.equal(x, y) for x, y in zip(direct, threaded))
 
 

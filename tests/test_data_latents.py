@@ -11,7 +11,8 @@ import torch
 from helpers import make_concept, make_image
 from trainer.config import Config
 from trainer.data import build_dataset
-from trainer.data.latents import CACHE_FOLDER, SHARING_FOLDER, make_encoder, vae_identity
+from trainer.data.latents import CACHE_FOLDER, SHARING_FOLDER, cache_latents, vae_identity
+from trainer.train.latents import encode_images
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,11 @@ def other_vae():
 
 class CountingEncoder:
     def __init__(self, vae):
-        self.encode, self.images = make_encoder(vae), 0
+        self.vae, self.images = vae, 0
 
     def __call__(self, images):
         self.images += len(images)
-        return self.encode(images)
+        return encode_images(self.vae, images, self.vae.dtype)
 
 
 def make_data(root: Path):
@@ -54,7 +55,7 @@ def dataset(root: Path, **values):
 
 def cache(ds, vae, to_disk=True, **kw):
     encoder = CountingEncoder(vae)
-    stats = ds.cache_latents(encoder, vae_identity(vae), batch_size=4, to_disk=to_disk, **kw)
+    stats = cache_latents(ds, encoder, vae_identity(vae), batch_size=4, to_disk=to_disk, **kw)
     return stats, encoder.images
 
 
@@ -79,7 +80,7 @@ def test_memory_cache_holds_each_used_image_and_its_mirror(tmp_path, vae):
                     pixels = ds_pixels(ds, ref)
                     if pick.flip:
                         pixels = torch.flip(pixels, dims=[-1])
-                    expected = make_encoder(vae)(pixels[None])[0]
+                    expected = encode_images(vae, pixels[None], torch.float32)[0]
                     torch.testing.assert_close(latent, expected, atol=1e-4, rtol=1e-4)
     assert seen_flip == {True, False}
 
@@ -119,7 +120,7 @@ def test_disk_cache_is_invalidated_by_resolution_vae_and_image_changes(tmp_path,
     stats, encoded = cache(ds, other_vae)
     assert (stats["stale"], stats["encoded"], encoded) == (9, 9, 9)
     refs = ds.epoch_batches(0, 1)[0]
-    expected = make_encoder(other_vae)(ds_pixels(ds, refs[0])[None])
+    expected = encode_images(other_vae, ds_pixels(ds, refs[0])[None], torch.float32)
     torch.testing.assert_close(ds.load_batch(refs, 0)["latents"], expected, atol=1e-4, rtol=1e-4)
     # an edited image (new content and time) is encoded again, the others are reused
     make_image(root / "img" / "2_sks dog" / "img001.png", size=(96, 64), color=(0, 0, 0), seed=99)

@@ -140,3 +140,32 @@ def test_second_run_is_refused_while_the_first_runs_and_starts_once_it_was_kille
     third = run_cli(*train_args(tiny_model("tiny-v1"), images, out, "--max_train_steps=1"))
     assert third.returncode == 0, third.stderr
     assert events(out)[-1]["status"] == "finished" and (out / "last.safetensors").is_file()
+
+
+# -------------------------------------------------------------------- warnings reach the events
+
+def test_loading_notes_and_save_warnings_reach_the_event_stream(tiny_model, tiny_single, images,
+                                                                 tmp_path):
+    """What loading and saving tell the user lands in events.jsonl, so the GUI shows it too."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    single = tiny_single("tiny-v1")
+    state = load_file(single)
+    state["model_ema.decay"] = torch.tensor(0.999)  # kept by single files, not by diffusers
+    base = tmp_path / "base.safetensors"
+    save_file(state, base)
+    shutil.copy(single.with_suffix(".yaml"), base.with_suffix(".yaml"))
+    diffusers = tiny_model("tiny-v1")
+    out = tmp_path / "out"
+    result = run_cli(*train_args(base, images, out, "--max_train_steps=1",
+                                 "--save_model_as=diffusers", "--vae", str(diffusers),
+                                 "--tokenizer", str(diffusers)))
+    assert result.returncode == 0, result.stderr
+    warnings = [e["message"] for e in events(out) if e["kind"] == "warning"]
+    assert any(f"VAE replaced by {diffusers}" in w for w in warnings), warnings
+    assert any(f"1 tensors of {base} are not saved" in w and "diffusers folder" in w
+               for w in warnings), warnings
+    assert (out / "last" / "model_index.json").is_file()

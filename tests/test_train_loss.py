@@ -63,16 +63,15 @@ def independent_loss(session, refs, prior_loss_weight, gamma, v_prediction):
     ("tiny-v2-v", 0.5, 5.0),
 ])
 def test_loss_equals_the_objective_written_out(tiny_model, dataset, tmp_path, model, prior, gamma):
-    from trainer.train.conditioning import Conditioning
     from trainer.train.feed import BatchFeed
-    from trainer.train.loop import StepRunner
+    from trainer.train.loop import build_loop
 
     v_prediction = model.endswith("-v")
     session = make_session(tiny_model(model), dataset, tmp_path, prior_loss_weight=prior,
                            min_snr_gamma=gamma, v2=model != "tiny-v1",
                            v_parameterization=v_prediction)
     refs = next(b for b in session.dataset.epoch_batches(0, 4) if len({r.is_reg for r in b}) == 2)
-    runner = StepRunner(session, Conditioning(session))
+    runner = build_loop(session).runner
     feed = BatchFeed(session.dataset, rank=0, batch_size=4, accumulation=1, workers=0)
     with torch.no_grad():
         loss = runner.loss(feed.load(refs, 0), 0, 0, len(refs))
@@ -82,13 +81,12 @@ def test_loss_equals_the_objective_written_out(tiny_model, dataset, tmp_path, mo
 
 
 def test_loss_on_the_training_images_falls(tiny_model, dataset, tmp_path):
-    from trainer.train.conditioning import Conditioning
     from trainer.train.feed import BatchFeed
-    from trainer.train.loop import StepRunner, train_loop
+    from trainer.train.loop import build_loop, train_loop
 
     session = make_session(tiny_model("tiny-v1"), dataset, tmp_path, learning_rate=5e-4,
                            max_train_steps=30, stop_text_encoder_training=0)
-    runner = StepRunner(session, Conditioning(session))
+    runner = build_loop(session).runner
     feed = BatchFeed(session.dataset, rank=0, batch_size=4, accumulation=1, workers=0)
     loaded = [feed.load(refs, 0) for refs in session.dataset.epoch_batches(0, 4)]
 

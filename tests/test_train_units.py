@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from trainer.errors import UserError
+from trainer.sample_prompts import parse_prompt_line
 from trainer.train.noise import combine, draw_noise, min_snr_weights, per_sample_loss, target_for
 from trainer.train.optim import build_optimizer, build_scheduler
-from trainer.train.sampling import parse_prompt_line, png_parameters
+from trainer.train.sampling import png_parameters
 from trainer.train.text import TextSettings, encode, tokenize
 
 
@@ -170,3 +171,29 @@ def test_schedules_warm_up_and_end_as_named(name):
         assert lrs[-1] < 0.05
     if name == "cosine_with_restarts":
         assert max(lrs[60:]) > 0.9  # the second cycle restarts high
+
+
+def test_cadences_say_which_steps_and_epochs_act():
+    from trainer.train.schedule import Cadence, Position
+
+    every = Cadence(every_steps=3, every_epochs=2)
+    assert [s for s in range(1, 10) if every.due_at_step(s)] == [3, 6, 9]
+    assert [e for e in range(1, 7) if every.due_at_epoch(e)] == [2, 4, 6]
+    assert not any(Cadence().due_at_step(s) or Cadence().due_at_epoch(s) for s in range(1, 9))
+    assert every.ever and Cadence(every_epochs=1).ever and not Cadence().ever
+    # the end of a run that just sampled (step 6, or the end of epoch 4) does not sample again
+    assert every.met_at(Position(step=6, epoch=3, batch=2))
+    assert every.met_at(Position(step=7, epoch=4, batch=0))
+    assert not every.met_at(Position(step=7, epoch=4, batch=1))
+
+
+def test_both_training_targets_implement_the_one_interface():
+    from trainer.train.lora_target import LoRATarget
+    from trainer.train.targets import DreamBoothTarget, TrainingTarget
+
+    wanted = {"place", "param_groups", "trainable_modules", "set_prepared", "checkpoint_objects",
+              "describe_run", "trains_text_encoder", "on_step", "forward_unet",
+              "forward_text_encoder", "sampling_modules", "save"}
+    assert TrainingTarget.__abstractmethods__ == wanted
+    for target in (DreamBoothTarget, LoRATarget):
+        assert issubclass(target, TrainingTarget) and not target.__abstractmethods__

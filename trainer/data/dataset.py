@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import replace
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from ..errors import UserError
 from .buckets import Bucketer, Sizing, bucket_sizes, cover
@@ -147,7 +147,8 @@ class Dataset:
 
         images        float32 [B, 3, H, W] in [-1, 1]  (absent once latents are cached)
         latents       float32 [B, C, H/8, W/8]: the VAE posterior mean, not yet multiplied
-                      by the VAE scaling factor (present after cache_latents)
+                      by the VAE scaling factor (present once
+                      trainer.data.latents.cache_latents filled the cache)
         captions      list[str] after caption dropout, shuffling and tag dropout
         loss_weights  float32 [B]: 1.0, or prior_loss_weight for regularization samples
         is_reg, paths lists of bool / str
@@ -234,34 +235,7 @@ class Dataset:
             captions.append(process_caption(item.caption, subset.captions, epoch, rng))
         return captions, picks
 
-    def iter_batches(self, batches: Iterable[list[SampleRef]], epoch: int,
-                     workers: int = 0) -> Iterator[dict]:
-        """load_batch for each batch in order; with workers > 0, threads load ahead."""
-        if workers <= 0:
-            for refs in batches:
-                yield self.load_batch(refs, epoch)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            pending = []
-            for refs in batches:
-                pending.append(pool.submit(self.load_batch, refs, epoch))
-                if len(pending) > workers:
-                    yield pending.pop(0).result()
-            for future in pending:
-                yield future.result()
-
-    # ---- latent cache ----------------------------------------------------------------------
-    def cache_latents(self, encode, vae_id: str, *, batch_size: int = 1, to_disk: bool = False,
-                      progress=None, rank: int = 0, world_size: int = 1, barrier=None) -> dict:
-        """Encode every used image once (see trainer.data.latents); returns counts
-        {images, reused, encoded, stale, corrupt}. Afterwards load_batch returns latents."""
-        from .latents import cache_latents
-
-        return cache_latents(self, encode, vae_id, batch_size=batch_size, to_disk=to_disk,
-                             progress=progress, rank=rank, world_size=world_size, barrier=barrier)
-
+    # ---- latent cache (filled by trainer.data.latents.cache_latents) ----------------------
     def store_latents(self, jobs) -> None:
         for job in jobs:
             for index in job.items:

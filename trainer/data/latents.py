@@ -7,7 +7,7 @@ damaged, is encoded again and replaced (atomically); it is never trusted.
 
 `encode(images)` is supplied by the training loop: images [N, 3, H, W] in [-1, 1] ->
 latents [N, C, H/8, W/8], the VAE posterior *mean*, not yet multiplied by the scaling factor
-(see make_encoder). With flip_aug the mirrored image is cached too.
+(see trainer.train.latents.encode_images). With flip_aug the mirrored image is cached too.
 """
 
 from __future__ import annotations
@@ -235,18 +235,6 @@ def _encode_shared(ds, pending, encode, batch_size, progress, rank, world_size, 
         stats["encoded"] += len(missing) - len(more)
         damaged += more
     return damaged
-
-
-def make_encoder(vae, device=None, dtype=None) -> Callable:
-    """encode(images in [-1, 1]) -> the VAE posterior mean, on the CPU side of the caller."""
-    import torch
-
-    def encode(images):
-        with torch.no_grad():
-            x = images.to(device or vae.device, dtype or vae.dtype)
-            return vae.encode(x).latent_dist.mean
-
-    return encode
 
 
 def vae_identity(vae, extra: str = "") -> str:

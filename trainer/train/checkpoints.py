@@ -140,3 +140,56 @@ def latest_state(output_dir: str | Path) -> Path | None:
                 continue
             candidates.append((step, state_file.stat().st_mtime, folder))
     return max(candidates)[2] if candidates else None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many epoch and step saves to keep (None: all), of models and of states."""
+
+    epochs: int | None = None
+    steps: int | None = None
+    epoch_states: int | None = None
+    step_states: int | None = None
+
+    def keep(self, kind: str, state: bool) -> int | None:
+        if kind == "epoch":
+            return self.epoch_states if state else self.epochs
+        return self.step_states if state else self.steps
+
+
+class CheckpointSaver:
+    """Writes the model (main process) and the training state (every process takes part), and
+    prunes older saves of the same kind."""
+
+    def __init__(self, procs, target, naming: Naming, reporter, retention: Retention,
+                 optimizer, describe_state):
+        """describe_state(position) -> the train_state.json content."""
+        self.procs, self.target, self.naming, self.reporter = procs, target, naming, reporter
+        self.retention, self.optimizer, self.describe_state = retention, optimizer, describe_state
+
+    def save(self, stem: str, position, *, kind: str, number: int, with_state: bool) -> None:
+        """kind: "epoch", "step" (pruned), "stop" or "last"; number: its epoch or step."""
+        step, epoch = position.step, position.epoch_of_last_step
+        pruned = kind in ("epoch", "step")
+        if self.procs.is_main:
+            path = self.target.save(self.naming.model_path(stem), step=step, epoch=epoch)
+            self.reporter.save(step, epoch, path, "model")
+            if pruned:
+                prune(self.naming, kind, state=False, keep_last=self.retention.keep(kind, False),
+                      current=number)
+        if with_state:
+            folder = save_training_state(self.procs.accelerator, self.naming.state_path(stem),
+                                         self.describe_state(position),
+                                         weight_bytes=self._trained_bytes())
+            if self.procs.is_main:
+                self.reporter.save(step, epoch, folder, "state")
+                if pruned:
+                    prune(self.naming, kind, state=True,
+                          keep_last=self.retention.keep(kind, True), current=number)
+        self.procs.accelerator.wait_for_everyone()
+        self.reporter.resume_clock()
+
+    def _trained_bytes(self) -> int:
+        """The trained weights' size: every state holds them (and more: the optimizer's moments)."""
+        return sum(p.numel() * p.element_size() for group in self.optimizer.param_groups
+                   for p in group["params"])

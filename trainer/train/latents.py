@@ -18,29 +18,12 @@ def encode_images(vae, images: torch.Tensor, dtype: torch.dtype,
     return latents.float()
 
 
-def cache_latents(session) -> None:
-    from ..data.latents import vae_identity
-
-    vae, dtype = session.bundle.vae, session.precision.vae_dtype
-    reporter = session.reporter
-
-    def progress(done: int, total: int) -> None:
-        reporter.progress("caching latents", done, total)
-
-    session.dataset.cache_latents(
-        lambda images: encode_images(vae, images, dtype), vae_identity(vae, extra=str(dtype)),
-        batch_size=session.cfg.vae_batch_size, to_disk=session.cfg.cache_latents_to_disk,
-        progress=progress, rank=session.rank, world_size=session.world,
-        barrier=session.accelerator.wait_for_everyone)
-
-
-def batch_latents(session, batch: dict, sample_keys: list[tuple]) -> torch.Tensor:
+def batch_latents(vae, vae_dtype: torch.dtype, device, batch: dict,
+                  sample_keys: list[tuple]) -> torch.Tensor:
     """Scaled latents of a batch, from the cache or encoded now."""
-    scale = session.bundle.vae.config.scaling_factor
     if "latents" in batch:
-        latents = batch["latents"].to(session.device)
+        latents = batch["latents"].to(device)
     else:
         generators = [generator(*key, "vae") for key in sample_keys]
-        latents = encode_images(session.bundle.vae, batch["images"], session.precision.vae_dtype,
-                                generators)
-    return latents * scale
+        latents = encode_images(vae, batch["images"], vae_dtype, generators)
+    return latents * vae.config.scaling_factor

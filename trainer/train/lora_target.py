@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 
 from .precision import Precision
+from .targets import TrainingTarget
 
 
-class LoRATarget:
-    kind = "lora"
-
+class LoRATarget(TrainingTarget):
     def __init__(self, cfg, bundle, precision: Precision, warn=print):
         self.cfg, self.bundle, self.precision, self.warn = cfg, bundle, precision, warn
         self.model_format = cfg.save_model_as or "safetensors"
@@ -70,15 +69,15 @@ class LoRATarget:
     def checkpoint_objects(self) -> list:
         return [self.network]
 
-    def build_metadata(self, session) -> None:
+    def describe_run(self, schedule, dataset) -> None:
         from ..networks import build_metadata
 
         self.metadata = build_metadata(
             self.cfg, self.network, v2=self.bundle.v2,
-            v_parameterization=self.bundle.v_parameterization, num_epochs=session.total_epochs,
-            max_train_steps=session.total_steps,
-            dataset=session.dataset.lora_facts(session.global_batch),
-            total_batch_size=session.global_batch * session.accumulation,
+            v_parameterization=self.bundle.v_parameterization, num_epochs=schedule.total_epochs,
+            max_train_steps=schedule.total_steps,
+            dataset=dataset.lora_facts(schedule.global_batch),
+            total_batch_size=schedule.global_batch * schedule.accumulation,
             network_args=self.network_args)
 
     # -- during training
@@ -98,11 +97,9 @@ class LoRATarget:
         return self.bundle.unet, self.bundle.text_encoder, [self.network]
 
     # -- output
-    def save(self, path: Path, session=None) -> Path:
+    def save(self, path: Path, *, step: int = 0, epoch: int = 0) -> Path:
         from ..networks import for_save
 
-        step = session.position.step if session else 0
-        epoch = session.epoch_of_last_step if session else 0
         self.network.save(path, dtype=self.cfg.save_precision,
                           metadata=for_save(self.metadata, steps=step, epoch=epoch))
         return Path(path)

@@ -5,6 +5,7 @@ Only the main process reports.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from datetime import datetime
@@ -31,6 +32,16 @@ class Reporter:
         self._console = _Console(enabled)
         self._seconds_per_step = None
         self._last_step_time = None
+        self._forwarded: list[tuple[logging.Logger, logging.Handler, int]] = []
+
+    def forward_log(self, name: str) -> None:
+        """Messages of one of the trainer's loggers (trainer.models tells what a save keeps or
+        drops) become warnings and info lines here, so they reach events.jsonl and the GUI."""
+        logger = logging.getLogger(name)
+        handler = _ToReporter(self)
+        self._forwarded.append((logger, handler, logger.level))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
     # -- messages
     def info(self, message: str) -> None:
@@ -120,11 +131,28 @@ class Reporter:
         self.close()
 
     def close(self) -> None:
+        for logger, handler, level in self._forwarded:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        self._forwarded = []
         self._console.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = None
         self.events.close()
+
+
+class _ToReporter(logging.Handler):
+    def __init__(self, reporter: Reporter):
+        super().__init__(logging.INFO)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            self.reporter.warning(message)
+        else:
+            self.reporter.info(message)
 
 
 def _round(value):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-# parse_prompt_line is re-exported for callers that knew it here.
-from ..sample_prompts import SamplePrompt, parse_prompt_line, read_prompts  # noqa: F401
+from ..sample_prompts import SamplePrompt, read_prompts
 from .seeding import derive_seed
 
 SAMPLERS = {
@@ -64,50 +64,64 @@ def sample_seed(run_seed: int, index: int, sample: SamplePrompt) -> int:
     return sample.seed if sample.seed is not None else derive_seed(run_seed, "sample", index) % 2**32
 
 
+@dataclass(frozen=True)
+class SampleSettings:
+    prompts_file: str
+    folder: Path  # where the images go
+    default_size: tuple[int, int]  # (width, height) of prompts that set none
+    sampler: str  # a SAMPLERS name
+    seed: int  # the run's seed, from which each prompt's seed is derived
+    name_prefix: str  # output_name and "_", or nothing
+
+    @classmethod
+    def for_run(cls, cfg, run_dir: Path) -> "SampleSettings":
+        from ..config import parse_resolution
+
+        return cls(cfg.sample_prompts, Path(run_dir) / "samples", parse_resolution(cfg.resolution),
+                   cfg.sample_sampler, cfg.seed, f"{cfg.output_name}_" if cfg.output_name else "")
+
+
 class SampleMaker:
     """Generates the prompt file's images with the models as they are at this step."""
 
-    def __init__(self, session, conditioning):
-        self.session = session
-        self.conditioning = conditioning
-        self.prompts = read_prompts(session.cfg.sample_prompts)
-        self.folder = session.run_dir / "samples"
-        from ..config import parse_resolution
-
-        self.default_size = parse_resolution(session.cfg.resolution)
+    def __init__(self, settings: SampleSettings, bundle, target, conditioning, precision,
+                 reporter, *, enabled: bool):
+        """enabled: this process makes the images (only the main one does)."""
+        self.settings, self.bundle, self.target = settings, bundle, target
+        self.conditioning, self.precision, self.reporter = conditioning, precision, reporter
+        self.enabled = enabled
+        self.prompts = read_prompts(settings.prompts_file)
 
     def make(self, step: int, epoch: int) -> list[Path]:
         """The images of every prompt. A failure (out of memory, an unwritable folder...) is a
         warning: sample images are never worth losing the training for."""
-        session = self.session
-        if not session.is_main:
+        if not self.enabled:
             return []
         try:
             return self._make(step, epoch)
         except Exception as err:
             traceback.print_exc(file=sys.stderr)  # the details go to trainer.log
             _free_cached_memory()
-            session.reporter.warning(f"making sample images at step {step} failed "
-                                     f"({type(err).__name__}: {err}); training goes on")
+            self.reporter.warning(f"making sample images at step {step} failed "
+                                  f"({type(err).__name__}: {err}); training goes on")
             return []
 
     def _make(self, step: int, epoch: int) -> list[Path]:
         from diffusers import StableDiffusionPipeline
 
-        session, cfg = self.session, self.session.cfg
-        unet, text_encoder, extras = session.target.sampling_modules()
+        bundle, settings = self.bundle, self.settings
+        unet, text_encoder, extras = self.target.sampling_modules()
         modes = [(m, m.training) for m in (unet, text_encoder, *extras)]
         for module, _ in modes:
             module.eval()
         paths = []
         try:
             pipe = StableDiffusionPipeline(
-                vae=session.bundle.vae, text_encoder=text_encoder,
-                tokenizer=session.bundle.tokenizer, unet=unet,
-                scheduler=make_scheduler(cfg.sample_sampler, session.bundle.noise_scheduler_config),
+                vae=bundle.vae, text_encoder=text_encoder, tokenizer=bundle.tokenizer, unet=unet,
+                scheduler=make_scheduler(settings.sampler, bundle.noise_scheduler_config),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
             pipe.set_progress_bar_config(disable=True)
-            self.folder.mkdir(parents=True, exist_ok=True)
+            settings.folder.mkdir(parents=True, exist_ok=True)
             for index, sample in enumerate(self.prompts):
                 paths.append(self._one(pipe, text_encoder, index, sample, step, epoch))
         finally:
@@ -120,25 +134,24 @@ class SampleMaker:
         import torch
         from PIL.PngImagePlugin import PngInfo
 
-        session, cfg = self.session, self.session.cfg
-        width = _multiple_of_8(sample.width or self.default_size[0])
-        height = _multiple_of_8(sample.height or self.default_size[1])
-        seed = sample_seed(cfg.seed, index, sample)
+        settings = self.settings
+        width = _multiple_of_8(sample.width or settings.default_size[0])
+        height = _multiple_of_8(sample.height or settings.default_size[1])
+        seed = sample_seed(settings.seed, index, sample)
         positive = self.conditioning.for_sampling(text_encoder, sample.prompt)
         negative = self.conditioning.for_sampling(text_encoder, sample.negative)
-        with torch.no_grad(), session.precision.autocast():
+        with torch.no_grad(), self.precision.autocast():
             image = pipe(prompt_embeds=positive, negative_prompt_embeds=negative,
                          num_inference_steps=sample.steps, guidance_scale=sample.scale,
                          width=width, height=height,
                          generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-        prefix = f"{cfg.output_name}_" if cfg.output_name else ""
-        path = self.folder / f"{prefix}step{step:06d}_{index:02d}_seed{seed}.png"
+        path = settings.folder / f"{settings.name_prefix}step{step:06d}_{index:02d}_seed{seed}.png"
         info = PngInfo()
-        info.add_text("parameters", png_parameters(sample, seed, cfg.sample_sampler, width, height))
+        info.add_text("parameters", png_parameters(sample, seed, settings.sampler, width, height))
         info.add_text("prompt", sample.prompt)
         info.add_text("step", str(step))
         image.save(path, pnginfo=info)
-        session.reporter.sample(step, epoch, path, sample.prompt, image)
+        self.reporter.sample(step, epoch, path, sample.prompt, image)
         return path
 
 

@@ -1,37 +1,27 @@
 """One training run from options to saved model: setup in small steps, then the loop.
 
-setup(): run folder and events -> dataset -> models -> precision -> what to train -> latent cache
--> optimizer and schedule -> accelerate -> resume. The loop itself lives in loop.py.
+setup() reads top to bottom: processes -> run folder and events -> dataset -> models -> what to
+train -> latent cache -> schedule -> optimizer -> accelerate -> resume. Each step takes what it
+needs and returns what it builds. The loop itself lives in loop.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
 from ..config.files import save_config
 from ..errors import UserError
 from ..runs import CONFIG_FILE, EVENTS_FILE, LOG_FILE
-from .checkpoints import MODEL_EXTENSIONS, Naming, read_training_state
+from .checkpoints import Naming, read_training_state
+from .processes import Processes, shared_seed, start_processes
 from .reporting import Reporter
+from .schedule import Position, Schedule, plan_schedule
 from .state_check import check_state_folder
+from .step import TrainingDiverged
 from .stopping import StopFlag, launch_time
-
-
-class TrainingDiverged(Exception):
-    """The loss became NaN or infinite."""
-
-
-@dataclass
-class Position:
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # 0-based epoch in progress
-    batch: int = 0  # next global batch of that epoch
 
 
 def quiet_libraries() -> None:
@@ -63,79 +53,80 @@ class Session:
         self.run_dir = Path(cfg.output_dir)
         self.position = Position()
         self.reporter: Reporter | None = None
+        self.stop: StopFlag | None = None
         self.launched = launch_time(default=time.time())
         self.run_lock = None  # the main process's RunFolderLock, held until the run ends
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        quiet_libraries()
-        if self.cfg.resume:  # refused before anything is loaded or written
-            read_training_state(self.cfg.resume)
-            check_state_folder(self.cfg.resume)
-        self._setup_accelerator()
-        self._setup_run_folder()
-        self._setup_dataset()
-        self._setup_models()
-        self._setup_target()
-        self._setup_latents()
-        self._setup_schedule()
-        self._setup_optimizer()
-        self._prepare()
-        self._resume()
-
-    def _setup_accelerator(self) -> None:
         import torch
-        from accelerate import Accelerator
-        from accelerate.utils import broadcast_object_list
 
-        # Several processes without GPUs (torchrun or accelerate launch on a CPU machine) need
-        # accelerate's CPU mode to join one gloo process group.
-        many = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        cpu = many and not torch.cuda.is_available()
-        # Mixed precision is handled here (autocast + GradScaler), the same on CPU and GPU.
-        self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
-        self.device = self.accelerator.device
-        self.is_main = self.accelerator.is_main_process
-        self.rank = self.accelerator.process_index
-        self.world = self.accelerator.num_processes
-        if self.cfg.seed is None:
-            chosen = [random.SystemRandom().randrange(2 ** 31)]
-            if self.world > 1:
-                broadcast_object_list(chosen)
-            self.cfg.seed = chosen[0]
-        torch.manual_seed(self.cfg.seed)
+        quiet_libraries()
+        cfg = self.cfg
+        if cfg.resume:  # refused before anything is loaded or written
+            read_training_state(cfg.resume)
+            check_state_folder(cfg.resume)
+        self.procs = start_processes()
+        cfg.seed = shared_seed(cfg.seed, self.procs)
+        torch.manual_seed(cfg.seed)
+        self.reporter, self.stop = self._setup_run_folder(self.procs)
+        self.dataset = self._setup_dataset(self.reporter)
+        self.bundle, self.noise_scheduler = self._setup_models(self.reporter)
+        self.precision, self.attention, self.target = self._setup_target(
+            self.bundle, self.procs.device, self.reporter)
+        self.naming = Naming(self.run_dir, cfg.output_name, self.target.model_format)
+        if cfg.cache_latents:
+            self._setup_latents(self.dataset, self.bundle.vae, self.precision.vae_dtype,
+                                self.procs, self.reporter)
+        self.schedule = plan_schedule(
+            self.dataset, batch_size=cfg.train_batch_size, world=self.procs.world,
+            accumulation=cfg.gradient_accumulation_steps, max_train_epochs=cfg.max_train_epochs,
+            max_train_steps=cfg.max_train_steps)
+        self.optimizer, self.lr_scheduler, self.group_names = self._setup_optimizer(
+            self.target, self.schedule)
+        self.optimizer = self._prepare(self.procs.accelerator, self.target, self.optimizer,
+                                       self.lr_scheduler, self.precision)
+        self.target.describe_run(self.schedule, self.dataset)
+        if cfg.resume:
+            self.position = self._resume(self.procs.accelerator, self.schedule, self.target,
+                                         self.reporter)
 
-    def _setup_run_folder(self) -> None:
+    def _setup_run_folder(self, procs: Processes) -> tuple[Reporter, StopFlag]:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"--output_dir: cannot create {self.run_dir}: {err.strerror}",
                             "give a folder you can write to") from None
-        self._lock_run_folder()  # before anything in the folder is touched
+        self.run_lock = self._lock_run_folder(procs)  # before anything in the folder is touched
         events = self.run_dir / EVENTS_FILE
-        if self.is_main and events.exists() and not self.cfg.resume:
+        if procs.is_main and events.exists() and not self.cfg.resume:
             # A fresh run in a used folder: keep the old history beside it, never delete it.
             events.rename(events.with_name(f"events-{int(events.stat().st_mtime)}.jsonl"))
-        self.accelerator.wait_for_everyone()
-        self.reporter = Reporter(self.run_dir, enabled=self.is_main,
-                                 logging_dir=self.cfg.logging_dir, log_prefix=self.cfg.log_prefix)
-        self.stop = StopFlag(self.run_dir).install()
-        if self.is_main:
-            self.stop.clear_stale(self.launched)
-            self._remove_unfinished_saves()
+        procs.accelerator.wait_for_everyone()
+        reporter = Reporter(self.run_dir, enabled=procs.is_main,
+                            logging_dir=self.cfg.logging_dir, log_prefix=self.cfg.log_prefix)
+        self.reporter = reporter  # from here on a failure is reported as an event
+        reporter.forward_log("trainer.models")  # what saving keeps or drops
+        stop = StopFlag(self.run_dir).install()
+        self.stop = stop  # run() uninstalls it even when setup fails further on
+        if procs.is_main:
+            stop.clear_stale(self.launched)
+            self._remove_unfinished_saves(reporter)
             save_config(self.cfg, self.run_dir / CONFIG_FILE)
+        return reporter, stop
 
-    def _lock_run_folder(self) -> None:
-        """Only one run writes a run folder; the others are refused at once, on every rank."""
+    def _lock_run_folder(self, procs: Processes):
+        """Only one run writes a run folder; the others are refused at once, on every rank.
+        Returns the main process's lock (None elsewhere)."""
         from ..run_lock import RunFolderLock
 
-        refusal = None
-        if self.is_main:
+        lock = refusal = None
+        if procs.is_main:
             try:
-                self.run_lock = RunFolderLock(self.run_dir).acquire()
+                lock = RunFolderLock(self.run_dir).acquire()
             except UserError as err:
                 refusal = (err.message, err.hint)
-        if self.world > 1:
+        if procs.world > 1:
             from accelerate.utils import broadcast_object_list
 
             shared = [refusal]
@@ -143,143 +134,135 @@ class Session:
             refusal = shared[0]
         if refusal:
             raise UserError(*refusal)
+        return lock
 
-    def _remove_unfinished_saves(self) -> None:
+    def _remove_unfinished_saves(self, reporter: Reporter) -> None:
         """Temporary files of saves a killed run never finished (safe: the folder is locked)."""
         from ..atomic import remove_leftovers, restore_swapped_out
         from ..disk_space import size_text
 
         for path in restore_swapped_out(self.run_dir):
-            self.reporter.info(f"restored {path.name}, which a save that never finished had "
-                               "moved aside")
+            reporter.info(f"restored {path.name}, which a save that never finished had "
+                          "moved aside")
         for path, size in remove_leftovers(self.run_dir, keep=(self.cfg.resume,)):
-            self.reporter.info(f"removed {path.name} ({size_text(size)}), left by a save that "
-                               "never finished")
+            reporter.info(f"removed {path.name} ({size_text(size)}), left by a save that "
+                          "never finished")
+
+    def _setup_dataset(self, reporter: Reporter):
+        from ..data import build_dataset
+
+        return build_dataset(self.cfg, warn=reporter.warning)
+
+    def _setup_models(self, reporter: Reporter) -> tuple:
+        """The model bundle and the noise schedule it was trained with."""
+        from diffusers import DDPMScheduler
+
+        from ..models import load_model
+
+        cfg = self.cfg
+        reporter.info(f"loading {cfg.pretrained_model_name_or_path}")
+        bundle = load_model(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
+                            v_parameterization=cfg.v_parameterization or None,
+                            vae=cfg.vae, tokenizer=cfg.tokenizer)
+        for note in bundle.notes:  # e.g. the VAE was replaced
+            reporter.warning(note)
+        return bundle, DDPMScheduler.from_config(bundle.noise_scheduler_config)
+
+    def _setup_target(self, bundle, device, reporter: Reporter) -> tuple:
+        """(precision, attention, target): the target placed on the device, ready to train."""
+        from .precision import setup_attention, setup_precision
+        from .targets import DreamBoothTarget
+
+        precision = setup_precision(self.cfg, device, reporter.warning)
+        attention = setup_attention(self.cfg, bundle.unet, device, reporter.warning)
+        if self.cfg.mode == "lora":
+            from .lora_target import LoRATarget
+
+            target = LoRATarget(self.cfg, bundle, precision, warn=reporter.warning)
+        else:
+            target = DreamBoothTarget(self.cfg, bundle, precision)
+        target.place()  # also freezes the VAE in its dtype on the device
+        return precision, attention, target
+
+    def _setup_latents(self, dataset, vae, vae_dtype, procs: Processes,
+                       reporter: Reporter) -> None:
+        """Encode every used image once; afterwards the dataset's batches hold latents."""
+        from ..data.latents import cache_latents, vae_identity
+        from .latents import encode_images
+
+        def progress(done: int, total: int) -> None:
+            reporter.progress("caching latents", done, total)
+
+        cache_latents(dataset, lambda images: encode_images(vae, images, vae_dtype),
+                      vae_identity(vae, extra=str(vae_dtype)), batch_size=self.cfg.vae_batch_size,
+                      to_disk=self.cfg.cache_latents_to_disk, progress=progress, rank=procs.rank,
+                      world_size=procs.world, barrier=procs.accelerator.wait_for_everyone)
+
+    def _setup_optimizer(self, target, schedule: Schedule) -> tuple:
+        """(optimizer, lr_scheduler, names of the parameter groups)."""
+        from .optim import build_optimizer, build_scheduler
+
+        cfg = self.cfg
+        param_groups = target.param_groups()
+        group_names = [g.pop("name") for g in param_groups]
+        optimizer = build_optimizer(cfg.optimizer_type, param_groups, cfg.learning_rate,
+                                    cfg.optimizer_args)
+        lr_scheduler = build_scheduler(
+            cfg.lr_scheduler, optimizer, warmup_steps=cfg.lr_warmup_steps,
+            total_steps=schedule.total_steps, num_cycles=cfg.lr_scheduler_num_cycles,
+            power=cfg.lr_scheduler_power)
+        return optimizer, lr_scheduler, group_names
+
+    @staticmethod
+    def _prepare(accelerator, target, optimizer, lr_scheduler, precision):
+        """Wrap the trainable modules and the optimizer; returns the wrapped optimizer."""
+        modules = target.trainable_modules()
+        prepared = accelerator.prepare(*modules, optimizer)
+        prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
+        target.set_prepared(prepared[:-1])
+        # The schedule is stepped once per optimizer step by the loop (not by accelerate, which
+        # would step it once per process); it and the loss scaler are saved with the state.
+        accelerator.register_for_checkpointing(lr_scheduler)
+        if precision.scaler is not None:
+            accelerator.register_for_checkpointing(precision.scaler)
+        for obj in target.checkpoint_objects():
+            accelerator.register_for_checkpointing(obj)
+        return prepared[-1]
+
+    def _resume(self, accelerator, schedule: Schedule, target, reporter: Reporter) -> Position:
+        cfg = self.cfg
+        state = read_training_state(cfg.resume)
+        if state.get("mode") != cfg.mode:
+            raise UserError(f"{cfg.resume} holds a {state.get('mode')} run, not {cfg.mode}",
+                            f"resume it with 'python -m trainer {state.get('mode')}'")
+        if state.get("global_batch") not in (None, schedule.global_batch):
+            reporter.warning(
+                f"the state was saved with a global batch of {state['global_batch']}, this run "
+                f"has {schedule.global_batch}; the data order will not continue exactly")
+        accelerator.load_state(cfg.resume, load_kwargs={"weights_only": True})
+        position = Position(state["step"], state["epoch"], state["batch"])
+        target.on_step(position.step)
+        reporter.info(f"resumed from {cfg.resume} at step {position.step}")
+        return position
+
+    # ------------------------------------------------------------------ after setup
+    def train_state(self, position: Position) -> dict:
+        """What train_state.json says of a state saved at `position`."""
+        return {"mode": self.cfg.mode, "step": position.step, "epoch": position.epoch,
+                "batch": position.batch, "seed": self.cfg.seed,
+                "global_batch": self.schedule.global_batch,
+                "total_steps": self.schedule.total_steps, "time": time.time()}
 
     def release_run_folder(self) -> None:
         if self.run_lock is not None:
             self.run_lock.release()
             self.run_lock = None
 
-    def _setup_dataset(self) -> None:
-        from ..data import build_dataset
-
-        self.dataset = build_dataset(self.cfg, warn=self.reporter.warning)
-
-    def _setup_models(self) -> None:
-        from ..models import load_model
-
-        cfg = self.cfg
-        self.reporter.info(f"loading {cfg.pretrained_model_name_or_path}")
-        self.bundle = load_model(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
-                                 v_parameterization=cfg.v_parameterization or None,
-                                 vae=cfg.vae, tokenizer=cfg.tokenizer)
-        self.v_prediction = self.bundle.v_parameterization
-        from diffusers import DDPMScheduler
-
-        self.noise_scheduler = DDPMScheduler.from_config(self.bundle.noise_scheduler_config)
-
-    def _setup_target(self) -> None:
-        from .precision import setup_attention, setup_precision
-        from .targets import DreamBoothTarget
-
-        self.precision = setup_precision(self.cfg, self.device, self.reporter.warning)
-        self.attention = setup_attention(self.cfg, self.bundle.unet, self.device,
-                                         self.reporter.warning)
-        if self.cfg.mode == "lora":
-            from .lora_target import LoRATarget
-
-            self.target = LoRATarget(self.cfg, self.bundle, self.precision,
-                                     warn=self.reporter.warning)
-        else:
-            self.target = DreamBoothTarget(self.cfg, self.bundle, self.precision)
-        self.target.place()  # also freezes the VAE in its dtype on the device
-        self.naming = Naming(self.run_dir, self.cfg.output_name, self.target.model_format)
-
-    def _setup_latents(self) -> None:
-        if not self.cfg.cache_latents:
-            return
-        from .latents import cache_latents
-
-        cache_latents(self)
-
-    def _setup_schedule(self) -> None:
-        cfg = self.cfg
-        self.global_batch = cfg.train_batch_size * self.world
-        self.batches_per_epoch = self.dataset.steps_per_epoch(self.global_batch)
-        if self.batches_per_epoch == 0:
-            raise UserError("the dataset gives no batches", "add images or lower train_batch_size")
-        self.accumulation = cfg.gradient_accumulation_steps
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accumulation)
-        if cfg.max_train_epochs:
-            self.total_steps = cfg.max_train_epochs * self.steps_per_epoch
-        else:
-            self.total_steps = cfg.max_train_steps
-        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-
-    def _setup_optimizer(self) -> None:
-        from .optim import build_optimizer, build_scheduler
-
-        cfg = self.cfg
-        self.param_groups = self.target.param_groups()
-        self.group_names = [g.pop("name") for g in self.param_groups]
-        self.optimizer = build_optimizer(cfg.optimizer_type, self.param_groups, cfg.learning_rate,
-                                         cfg.optimizer_args)
-        self.lr_scheduler = build_scheduler(
-            cfg.lr_scheduler, self.optimizer, warmup_steps=cfg.lr_warmup_steps,
-            total_steps=self.total_steps, num_cycles=cfg.lr_scheduler_num_cycles,
-            power=cfg.lr_scheduler_power)
-
-    def _prepare(self) -> None:
-        modules = self.target.trainable_modules()
-        prepared = self.accelerator.prepare(*modules, self.optimizer)
-        prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
-        self.target.set_prepared(prepared[:-1])
-        self.optimizer = prepared[-1]
-        # The schedule is stepped once per optimizer step by the loop (not by accelerate, which
-        # would step it once per process); it and the loss scaler are saved with the state.
-        self.accelerator.register_for_checkpointing(self.lr_scheduler)
-        if self.precision.scaler is not None:
-            self.accelerator.register_for_checkpointing(self.precision.scaler)
-        for obj in self.target.checkpoint_objects():
-            self.accelerator.register_for_checkpointing(obj)
-        self.target.build_metadata(self)
-
-    def _resume(self) -> None:
-        if not self.cfg.resume:
-            return
-        state = read_training_state(self.cfg.resume)
-        if state.get("mode") != self.cfg.mode:
-            raise UserError(f"{self.cfg.resume} holds a {state.get('mode')} run, not {self.cfg.mode}",
-                            f"resume it with 'python -m trainer {state.get('mode')}'")
-        if state.get("global_batch") not in (None, self.global_batch):
-            self.reporter.warning(
-                f"the state was saved with a global batch of {state['global_batch']}, this run "
-                f"has {self.global_batch}; the data order will not continue exactly")
-        self.accelerator.load_state(self.cfg.resume, load_kwargs={"weights_only": True})
-        self.position = Position(state["step"], state["epoch"], state["batch"])
-        self.target.on_step(self.position.step)
-        self.reporter.info(f"resumed from {self.cfg.resume} at step {self.position.step}")
-
-    # ------------------------------------------------------------------ helpers
-    @property
-    def epoch_of_last_step(self) -> int:
-        """1-based epoch the last step belonged to (0 before the first step)."""
-        return self.position.epoch + (1 if self.position.batch else 0)
-
-    def train_state(self) -> dict:
-        return {"mode": self.cfg.mode, "step": self.position.step, "epoch": self.position.epoch,
-                "batch": self.position.batch, "seed": self.cfg.seed,
-                "global_batch": self.global_batch, "total_steps": self.total_steps,
-                "time": time.time()}
-
-    def model_path(self, stem: str) -> Path:
-        return self.run_dir / (stem + MODEL_EXTENSIONS[self.target.model_format])
-
 
 def _lost_peer(session, err: BaseException) -> bool:
     """A collective failed because another rank died (gloo / NCCL connection errors)."""
-    if getattr(session, "world", 1) <= 1:
+    procs = getattr(session, "procs", None)
+    if procs is None or procs.world <= 1:
         return False
     text = f"{type(err).__name__} {err}".lower()
     return any(word in text for word in ("gloo", "nccl", "connection", "distbackend", "peer"))
@@ -299,7 +282,7 @@ def run(cfg: Config) -> int:
         status = train_loop(session)
         from .precision import peak_memory
 
-        session.reporter.end(status, session.position.step, **peak_memory(session.device))
+        session.reporter.end(status, session.position.step, **peak_memory(session.procs.device))
         return 0
     except UserError as err:
         if session.reporter:

@@ -6,12 +6,68 @@ in which dtype, and what file comes out.
 
 from __future__ import annotations
 
+import abc
 import copy
 from pathlib import Path
 
 import torch
 
 from .precision import Precision
+
+
+class TrainingTarget(abc.ABC):
+    """What setup, the step, sampling and saving ask of the thing being trained."""
+
+    model_format: str  # a save_model_as value: what save() writes
+    prepared_modules: list  # modules accelerate wrapped (DDP syncs their gradients itself)
+
+    # -- setup
+    @abc.abstractmethod
+    def place(self) -> None:
+        """Put every part on the device in its dtype, trainable or frozen."""
+
+    @abc.abstractmethod
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups, each with a "name" (the learning rates' names in the events)."""
+
+    @abc.abstractmethod
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        """Modules for accelerate to wrap."""
+
+    @abc.abstractmethod
+    def set_prepared(self, modules: list) -> None:
+        """The wrapped trainable_modules, in the same order."""
+
+    @abc.abstractmethod
+    def checkpoint_objects(self) -> list:
+        """More objects the training state must hold."""
+
+    @abc.abstractmethod
+    def describe_run(self, schedule, dataset) -> None:
+        """Note what the saved files' metadata tells about the run."""
+
+    # -- during training
+    @abc.abstractmethod
+    def trains_text_encoder(self, step: int) -> bool: ...
+
+    @abc.abstractmethod
+    def on_step(self, step: int) -> None:
+        """`step` optimizer steps are done."""
+
+    @abc.abstractmethod
+    def forward_unet(self): ...
+
+    @abc.abstractmethod
+    def forward_text_encoder(self): ...
+
+    @abc.abstractmethod
+    def sampling_modules(self) -> tuple:
+        """(unet, text_encoder, other modules that must be in eval mode while sampling)."""
+
+    # -- output
+    @abc.abstractmethod
+    def save(self, path: Path, *, step: int, epoch: int) -> Path:
+        """Write the trained model; returns the file or folder written."""
 
 
 def _freeze(module: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
@@ -30,10 +86,8 @@ def _unwrap(module):
     return getattr(module, "module", module)
 
 
-class DreamBoothTarget:
+class DreamBoothTarget(TrainingTarget):
     """Trains the U-Net and (until stop_text_encoder_training) the text encoder."""
-
-    kind = "db"
 
     def __init__(self, cfg, bundle, precision: Precision):
         self.cfg, self.bundle, self.precision = cfg, bundle, precision
@@ -44,6 +98,7 @@ class DreamBoothTarget:
         self.model_format = cfg.save_model_as or bundle.default_save_format
         self.saved_text_encoder = None  # the original, when the text encoder never trains
         self.saved_vae = None
+        self.prepared_modules: list = []
 
     # -- setup
     def place(self) -> None:
@@ -108,11 +163,11 @@ class DreamBoothTarget:
     def checkpoint_objects(self) -> list:
         return []  # the prepared U-Net and text encoder are saved by accelerate already
 
-    def build_metadata(self, session) -> None:
-        pass
+    def describe_run(self, schedule, dataset) -> None:
+        pass  # a full model's file carries the base model's own description
 
     # -- output
-    def save(self, path: Path, **_) -> Path:
+    def save(self, path: Path, *, step: int = 0, epoch: int = 0) -> Path:  # noqa: ARG002
         from ..models import save_model
 
         return save_model(self.bundle, path, save_model_as=self.model_format,
