@@ -99,7 +99,7 @@ def _trainer_seconds(args, model: str, images: Path, workdir: Path) -> tuple[lis
     try:
         session.setup()
         # time the loop, not the final model write
-        session.target.save = lambda path, **_: path  # type: ignore[method-assign]
+        session.target.save = lambda path, **_: path
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         train_loop(session)

@@ -86,7 +86,7 @@ def build_scheduler(name: str, optimizer, *, warmup_steps: int, total_steps: int
                     num_cycles: int = 1, power: float = 1.0):
     from diffusers.optimization import get_scheduler
 
-    extra = {}
+    extra: dict[str, float] = {}
     if name == "cosine_with_restarts":
         extra["num_cycles"] = num_cycles
     elif name == "polynomial":

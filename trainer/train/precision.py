@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -16,7 +17,7 @@ class Precision:
     compute_dtype: torch.dtype  # autocast dtype, and the dtype of frozen parts
     train_dtype: torch.dtype  # dtype of the trained weights (float32 unless full_fp16)
     vae_dtype: torch.dtype
-    scaler: object | None  # torch.amp.GradScaler for fp16
+    scaler: Any  # torch.amp.GradScaler for fp16, else None
 
     @property
     def enabled(self) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Processes:
-    accelerator: object  # accelerate.Accelerator
-    device: object  # torch.device
+    accelerator: Any  # accelerate.Accelerator
+    device: Any  # torch.device
     is_main: bool  # only the main process reports and writes models
     rank: int
     world: int  # number of processes

@@ -30,8 +30,8 @@ class Reporter:
             self.tensorboard = SummaryWriter(str(self.log_folder))
         self.total_steps = total_steps
         self._console = _Console(enabled)
-        self._seconds_per_step = None
-        self._last_step_time = None
+        self._seconds_per_step: float | None = None
+        self._last_step_time: float | None = None
         self._forwarded: list[tuple[logging.Logger, logging.Handler, int]] = []
 
     def forward_log(self, name: str) -> None:

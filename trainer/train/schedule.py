@@ -64,11 +64,13 @@ class Cadence:
         return bool(self.every_steps or self.every_epochs)
 
     def due_at_step(self, step: int) -> bool:
-        return bool(self.every_steps) and step % self.every_steps == 0
+        every = self.every_steps
+        return every is not None and every > 0 and step % every == 0
 
     def due_at_epoch(self, epoch: int) -> bool:
         """epoch: epochs completed."""
-        return bool(self.every_epochs) and epoch % self.every_epochs == 0
+        every = self.every_epochs
+        return every is not None and every > 0 and epoch % every == 0
 
     def met_at(self, position: Position) -> bool:
         """Whether the position is a step or an epoch end this cadence acts on."""

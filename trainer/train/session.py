@@ -49,6 +49,8 @@ def quiet_libraries() -> None:
 
 class Session:
     def __init__(self, cfg: Config):
+        if not cfg.output_dir:  # validation refuses this first; a Session is also built directly
+            raise UserError("no output_dir given", "set --output_dir")
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         self.position = Position()
@@ -88,8 +90,8 @@ class Session:
                                        self.lr_scheduler, self.precision)
         self.target.describe_run(self.schedule, self.dataset)
         if cfg.resume:
-            self.position = self._resume(self.procs.accelerator, self.schedule, self.target,
-                                         self.reporter)
+            self.position = self._resume(cfg.resume, self.procs.accelerator, self.schedule,
+                                         self.target, self.reporter)
 
     def _setup_run_folder(self, procs: Processes) -> tuple[Reporter, StopFlag]:
         try:
@@ -171,10 +173,11 @@ class Session:
     def _setup_target(self, bundle, device, reporter: Reporter) -> tuple:
         """(precision, attention, target): the target placed on the device, ready to train."""
         from .precision import setup_attention, setup_precision
-        from .targets import DreamBoothTarget
+        from .targets import DreamBoothTarget, TrainingTarget
 
         precision = setup_precision(self.cfg, device, reporter.warning)
         attention = setup_attention(self.cfg, bundle.unet, device, reporter.warning)
+        target: TrainingTarget
         if self.cfg.mode == "lora":
             from .lora_target import LoRATarget
 
@@ -229,9 +232,10 @@ class Session:
             accelerator.register_for_checkpointing(obj)
         return prepared[-1]
 
-    def _resume(self, accelerator, schedule: Schedule, target, reporter: Reporter) -> Position:
+    def _resume(self, resume: str, accelerator, schedule: Schedule, target,
+                reporter: Reporter) -> Position:
         cfg = self.cfg
-        state = read_training_state(cfg.resume)
+        state = read_training_state(resume)
         if state.get("mode") != cfg.mode:
             raise UserError(f"{cfg.resume} holds a {state.get('mode')} run, not {cfg.mode}",
                             f"resume it with 'python -m trainer {state.get('mode')}'")
@@ -282,7 +286,9 @@ def run(cfg: Config) -> int:
         status = train_loop(session)
         from .precision import peak_memory
 
-        session.reporter.end(status, session.position.step, **peak_memory(session.procs.device))
+        if session.reporter:
+            session.reporter.end(status, session.position.step,
+                                 **peak_memory(session.procs.device))
         return 0
     except UserError as err:
         if session.reporter:
@@ -290,9 +296,10 @@ def run(cfg: Config) -> int:
             session.reporter.end("failed", session.position.step)
         raise
     except TrainingDiverged as err:
-        session.reporter.error(str(err), "with fp16 try mixed_precision=bf16 or no_half_vae; "
-                               "otherwise lower the learning rate")
-        session.reporter.end("failed", session.position.step)
+        if session.reporter:
+            session.reporter.error(str(err), "with fp16 try mixed_precision=bf16 or no_half_vae; "
+                                   "otherwise lower the learning rate")
+            session.reporter.end("failed", session.position.step)
         return 1
     except KeyboardInterrupt:
         if session.reporter:
@@ -307,6 +314,7 @@ def run(cfg: Config) -> int:
             session.reporter.end("failed", session.position.step)
         raise
     finally:
-        if getattr(session, "stop", None):
-            session.stop.uninstall()
+        stop = getattr(session, "stop", None)
+        if stop:
+            stop.uninstall()
         session.release_run_folder()  # after the last event: a waiting run sees a whole history

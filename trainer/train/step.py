@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ class TrainingDiverged(Exception):
 class Objective:
     """What is learned: the noise schedule, the prediction and the options that weight it."""
 
-    noise_scheduler: object  # diffusers DDPMScheduler
+    noise_scheduler: Any  # diffusers DDPMScheduler
     v_prediction: bool
     seed: int  # noise and timesteps come from (seed, epoch, sample position)
     noise_offset: float | None
@@ -83,7 +84,7 @@ class StepRunner:
         latents = batch_latents(self.vae, self.precision.vae_dtype, device, batch, keys)
         hidden = self.conditioning(batch["captions"], step)
         draw = draw_noise(latents, keys, num_timesteps=scheduler.config.num_train_timesteps,
-                          noise_offset=objective.noise_offset)
+                          noise_offset=objective.noise_offset or 0.0)
         noisy = scheduler.add_noise(latents, draw.noise, draw.timesteps)
         with self.precision.autocast():
             prediction = self.target.forward_unet()(noisy, draw.timesteps, hidden).sample

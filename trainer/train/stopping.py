@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ..runs import LAUNCH_TIME_ENV, STOP_FILE, stop_request_time
 
@@ -28,7 +29,7 @@ class StopFlag:
         self.stop_file = Path(run_dir) / STOP_FILE
         self.requested = False
         self.reason = ""
-        self._previous = {}
+        self._previous: dict[int, Any] = {}
         self._next_file_check = 0.0
 
     def install(self) -> "StopFlag":
