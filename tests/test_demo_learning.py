@@ -18,11 +18,14 @@ SAMPLES = 16  # pictures per prompt; the README's figures use 32
 
 
 def demo(tmp_path, *args) -> dict:
+    """The demo command as a user runs it, minus the sample pictures during training (they
+    show progress; the measurement draws its own)."""
     out = tmp_path / "demo"
-    result = run_cli("demo", "--output_dir", str(out), "--samples", str(SAMPLES), *args,
-                     timeout=900)
+    result = run_cli("demo", "--output_dir", str(out), "--samples", str(SAMPLES), "--no_samples",
+                     *args, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (out / "demo_grid.png").is_file()
+    assert not (out / "samples").exists()  # --no_samples drew none during training
     return json.loads((out / "demo_scores.json").read_text(encoding="utf-8"))
 
 

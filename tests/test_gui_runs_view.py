@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urljoin
 
 import pytest
 
@@ -56,8 +57,11 @@ def test_events_show_up_in_the_page_within_two_seconds(page, server):
 
     sample = make_image(run_dir / "samples" / "step000008_0.png", (64, 64))
     writer.emit("sample", step=8, epoch=1, path="samples/step000008_0.png", prompt="a sks dog")
-    gui.page.locator("#run-gallery img").first.wait_for()
-    assert sample.exists()
+    shown = gui.page.locator("#run-gallery img").first
+    shown.wait_for()
+    # the page shows this very picture (the bytes it serves), not just some image
+    served = gui.page.request.get(urljoin(gui.page.url, shown.get_attribute("src")))
+    assert served.ok and served.body() == sample.read_bytes()
     with open(run_dir / "trainer.log", "a", encoding="utf-8") as log:
         log.write("step 8/20 loss 0.0625\n")
     gui.page.wait_for_function(

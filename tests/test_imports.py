@@ -3,15 +3,17 @@
 import subprocess
 import sys
 
+import pytest
+
 from helpers import REPO
 
 HEAVY = ("torch", "diffusers", "transformers")
 
 
-def loaded_after(statement: str) -> set[str]:
+def loaded_after(statement: str, timeout: float = 600) -> set[str]:  # a busy machine is slow
     code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, check=True)
+                            text=True, timeout=timeout, check=True)
     return set(result.stdout.split())
 
 
@@ -105,3 +107,17 @@ def test_import_reader_resolves_relative_and_package_imports():
     assert "trainer.runs" in names and "ui.formvalues" in names
     names = {name for _, name in imports_of(REPO / "trainer" / "run_lock.py")}
     assert {"trainer.file_lock", "trainer.errors"} <= names
+
+
+@pytest.mark.slow  # loads a model
+def test_a_trainer_process_loads_a_model_without_importing_bitsandbytes():
+    """diffusers would import bitsandbytes (seconds of torch.compile) for quantized loading,
+    which the trainer never uses; `python -m trainer` starts with prepare_process()."""
+    from trainer.demo import files
+
+    modules = loaded_after(
+        "from trainer.commands import prepare_process; prepare_process(); "
+        "from trainer.models import load_model; "
+        f"load_model({str(files.BASE_MODEL)!r}, tokenizer={str(files.TOKENIZER)!r})",
+        timeout=600)
+    assert "diffusers.models.modeling_utils" in modules and "bitsandbytes" not in modules

@@ -6,6 +6,7 @@ import logging
 import pytest
 
 from lora_helpers import load_parts, randomize, text_out, token_ids, unet_inputs, unet_out
+from trainer.config import BY_NAME
 
 
 @pytest.fixture
@@ -93,10 +94,11 @@ def test_save_and_load_round_trip_bit_identically(v1_parts, tmp_path, suffix):
     torch.testing.assert_close(unet_out(unet, inputs), expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("precision, dtype", [("fp16", "float16"), ("bf16", "bfloat16"),
-                                              ("float", "float32")])
-def test_save_precision_applies_to_every_tensor(v1_parts, tmp_path, precision, dtype):
+@pytest.mark.parametrize("precision", BY_NAME["save_precision"].choices)
+def test_save_precision_applies_to_every_tensor(v1_parts, tmp_path, precision):
     import torch
+
+    dtype = {"float": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
 
     from trainer.networks import create_network, read_network_file
 

@@ -2,9 +2,13 @@
 
 import pytest
 
+from trainer.config import BY_NAME
+
 VERSIONS = ["tiny-v1", "tiny-v2", "tiny-v2-v"]
-FORMATS = ["safetensors", "ckpt", "diffusers", "diffusers_safetensors"]
-PRECISIONS = {"float": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# Every choice the option table offers: a new format or precision is tested as soon as it exists.
+FORMATS = list(BY_NAME["save_model_as"].choices)
+TORCH_DTYPES = {"float": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = {name: TORCH_DTYPES[name] for name in BY_NAME["save_precision"].choices}
 
 
 @pytest.fixture(scope="module")

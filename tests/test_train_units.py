@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from trainer.config import BY_NAME
 from trainer.errors import UserError
 from trainer.sample_prompts import parse_prompt_line
 from trainer.train.noise import combine, draw_noise, min_snr_weights, per_sample_loss, target_for
@@ -130,8 +131,7 @@ def test_sample_prompt_line_options():
         parse_prompt_line("a dog --s many")
 
 
-@pytest.mark.parametrize("name", ["AdamW", "AdamW8bit", "Lion", "Lion8bit", "SGDNesterov",
-                                  "SGDNesterov8bit", "Adafactor", "Prodigy"])
+@pytest.mark.parametrize("name", BY_NAME["optimizer_type"].choices)
 def test_every_optimizer_takes_a_step(name):
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(64, 64))
@@ -153,8 +153,7 @@ def test_optimizer_args_are_parsed_as_python_values():
         build_optimizer("AdamW", [{"params": [weight]}], 1e-3, ["nonsense=1"])
 
 
-@pytest.mark.parametrize("name", ["constant", "constant_with_warmup", "linear", "cosine",
-                                  "cosine_with_restarts", "polynomial"])
+@pytest.mark.parametrize("name", BY_NAME["lr_scheduler"].choices)
 def test_schedules_warm_up_and_end_as_named(name):
     weight = torch.nn.Parameter(torch.randn(4))
     optimizer = torch.optim.SGD([weight], lr=1.0)

@@ -13,6 +13,7 @@ import time
 from typing import Callable, Sequence
 
 from .errors import UserError
+from .lean_imports import skip_unused_imports
 from .runs import LAUNCH_TIME_ENV
 
 # command -> (summary, "module:function"); the function takes argv and returns an exit code.
@@ -44,10 +45,12 @@ def prepare_process() -> None:
     stop replaces the handler later; until then SIGINT interrupts as usual.
     The launch time lets the run keep a stop request made while it was starting up; a launcher
     that set it earlier (the GUI) is kept, and the several-GPU processes inherit it.
+    Model libraries are kept from importing what no command uses (start-up time).
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault(LAUNCH_TIME_ENV, repr(time.time()))
+    skip_unused_imports()
 
 
 def _usage() -> str:

@@ -6,6 +6,10 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
+# Overrides that remove the preset's sample pictures (None removes an option the preset sets).
+NO_TRAINING_SAMPLES = {"sample_prompts": None, "sample_every_n_steps": None,
+                       "sample_at_first": None}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -22,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=32,
                         help="pictures drawn per prompt to measure (default 32)")
     parser.add_argument("--max_train_steps", type=int, help="override the preset's steps")
+    parser.add_argument("--no_samples", action="store_true",
+                        help="draw no sample pictures while training (the measurement draws its "
+                             "own; saves time)")
     return parser
 
 
@@ -37,6 +44,8 @@ def main(argv: list[str]) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = Path(args.output_dir or REPO / "outputs" / f"demo-{args.mode}-{stamp}")
     overrides = {"max_train_steps": args.max_train_steps} if args.max_train_steps else {}
+    if args.no_samples:
+        overrides.update(NO_TRAINING_SAMPLES)
     results = run_demo(args.mode, output_dir, compare=not args.no_compare,
                        samples=args.samples, **overrides)
     print()
