@@ -222,16 +222,16 @@ def test_the_caption_editor_writes_only_caption_files_beside_training_images(ser
 
 # ------------------------------------------------------------------ HTML
 def test_text_from_run_folders_is_escaped(tmp_path):
-    from trainer.runs import RunState
+    from trainer.runs import RunState, RunStatus
     from ui.run_view import messages_html, progress_html, runs_table
     from ui.runner import RunInfo
 
     evil = "<img src=x onerror=alert(1)>"
     run_dir = tmp_path / evil.replace("/", "")
-    state = RunState(run_dir, status="failed", mode=evil, step=1, total_steps=2,
+    state = RunState(run_dir, status=RunStatus.FAILED, mode=evil, step=1, total_steps=2,
                      epoch=1, warnings=[evil], phase={"phase": evil, "done": evil},
                      saves=[{"step": evil, "what": evil, "path": evil}])
-    info = RunInfo(run_dir, "failed", state, error={"message": evil, "hint": evil})
+    info = RunInfo(run_dir, RunStatus.FAILED, state, error={"message": evil, "hint": evil})
     page = runs_table([info], [], None) + progress_html(info) + messages_html(info)
     assert "<img" not in page and "&lt;img" in page
 
