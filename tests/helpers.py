@@ -87,3 +87,11 @@ def damage_inside(path):
     data[start:start + 200] = bytes(range(200))
     path.write_bytes(bytes(data))
     return path
+
+
+def ended_trainer_start_token() -> str | None:
+    """What a trainer records about itself, from a real process that has ended since."""
+    code = "import os; from trainer.processes import start_token; print(start_token(os.getpid()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return None if out == "None" else out

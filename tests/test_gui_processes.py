@@ -5,7 +5,6 @@ starts reaches it even when the GUI was started in the background with SIGINT ig
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from gui_api import GradioAPI
 from gui_browser import AppServer, Gui, browser, needs_chromium, page  # noqa: F401 - fixtures
-from helpers import REPO, make_db_dataset, wait_for
+from helpers import ended_trainer_start_token, make_db_dataset, wait_for
 from trainer.runs import EventWriter, read_events
 
 pytestmark = [needs_chromium, pytest.mark.slow]
@@ -27,14 +26,6 @@ def unrelated_program():
     yield process
     process.kill()
     process.wait()
-
-
-def ended_trainer_start_token() -> str | None:
-    """What a trainer records about itself, from a real process that has ended since."""
-    code = "import os; from trainer.processes import start_token; print(start_token(os.getpid()))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    return None if out == "None" else out
 
 
 def still_alive(process: subprocess.Popen) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_db_dataset, wait_for
+from helpers import REPO, ended_trainer_start_token, make_db_dataset, wait_for
 from trainer.config import Config
 from trainer.runs import EventWriter, read_events
 from ui.runner import Runner, folder_in_use
@@ -94,14 +94,6 @@ def start_unrelated_program():
     for process in started:
         process.kill()
         process.wait()
-
-
-def ended_trainer_start_token() -> str | None:
-    """What a trainer records about itself, from a real process that has ended since."""
-    code = "import os; from trainer.processes import start_token; print(start_token(os.getpid()))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    return None if out == "None" else out
 
 
 def assert_untouched(process: subprocess.Popen) -> None:

@@ -115,14 +115,15 @@ def strip_text_model(text_sd: dict) -> dict:
     return {k.removeprefix("text_model."): v for k, v in text_sd.items()}
 
 
-def clip_to_ldm(text_sd: dict) -> dict:
-    """SD 1.x: transformers' CLIP keys under `cond_stage_model.transformer.text_model.`."""
+def clip_to_ldm(text_sd: dict, prefix: str = CLIP_PREFIX) -> dict:
+    """transformers' CLIP keys under `prefix` (SD 1.x: `cond_stage_model.transformer.text_model.`),
+    with the position ids the original layout stores."""
     import torch
 
-    out = {CLIP_PREFIX + k: v for k, v in strip_text_model(text_sd).items()
+    out = {prefix + k: v for k, v in strip_text_model(text_sd).items()
            if not k.endswith("position_ids")}
-    positions = out[CLIP_PREFIX + "embeddings.position_embedding.weight"].shape[0]
-    out[CLIP_PREFIX + "embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
+    positions = out[prefix + "embeddings.position_embedding.weight"].shape[0]
+    out[prefix + "embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
     return out
 
 

@@ -7,20 +7,11 @@ The U-Net and VAE use SD's names (ldm_export); the two text encoders sit under
 
 from __future__ import annotations
 
-from .ldm_export import logit_scale, open_clip_layers, strip_text_model, unet_to_ldm, vae_to_ldm
+from .ldm_export import (clip_to_ldm, logit_scale, open_clip_layers, strip_text_model,
+                         unet_to_ldm, vae_to_ldm)
 
 TEXT1_PREFIX = "conditioner.embedders.0.transformer.text_model."
 TEXT2_PREFIX = "conditioner.embedders.1.model."
-
-
-def clip_l_to_sgm(text_sd: dict) -> dict:
-    import torch
-
-    out = {TEXT1_PREFIX + k: v for k, v in strip_text_model(text_sd).items()
-           if not k.endswith("position_ids")}
-    positions = out[TEXT1_PREFIX + "embeddings.position_embedding.weight"].shape[0]
-    out[TEXT1_PREFIX + "embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
-    return out
 
 
 def open_clip_g_to_sgm(text_sd: dict) -> dict:
@@ -37,7 +28,7 @@ def to_sgm(unet_sd: dict, vae_sd: dict, text1_sd: dict, text2_sd: dict, *,
     """The whole SDXL single-file state dict, and the keys that hold placeholders."""
     out = unet_to_ldm(unet_sd, layers_per_block)
     out.update(vae_to_ldm(vae_sd))
-    out.update(clip_l_to_sgm(text1_sd))
+    out.update(clip_to_ldm(text1_sd, TEXT1_PREFIX))
     out.update(open_clip_g_to_sgm(text2_sd))
     placeholders = {TEXT1_PREFIX + "embeddings.position_ids", TEXT2_PREFIX + "logit_scale"}
     return out, placeholders

@@ -16,8 +16,8 @@ from pathlib import Path
 from .. import atomic
 from ..disk_space import disk_full_error, ensure_free_space, is_disk_full
 from ..errors import UserError
+from ..runs import STATE_FILE
 
-STATE_FILE = "train_state.json"
 MODEL_EXTENSIONS = {"safetensors": ".safetensors", "ckpt": ".ckpt", "pt": ".pt",
                     "diffusers": "", "diffusers_safetensors": ""}
 
@@ -126,20 +126,6 @@ def read_training_state(folder: str | Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path} is damaged", "resume from another state folder") from None
-
-
-def latest_state(output_dir: str | Path) -> Path | None:
-    """The newest complete state folder in a run folder (for the GUI's Resume)."""
-    candidates = []
-    for folder in Path(output_dir).glob("*-state"):
-        state_file = folder / STATE_FILE
-        if state_file.is_file():
-            try:
-                step = json.loads(state_file.read_text(encoding="utf-8")).get("step", 0)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            candidates.append((step, state_file.stat().st_mtime, folder))
-    return max(candidates)[2] if candidates else None
 
 
 @dataclass(frozen=True)
