@@ -210,6 +210,12 @@ class Config:
     text_encoder_lr: float | None = opt(None, Group.OPTIMIZER,
         "Separate learning rate for the text encoder (default: learning_rate).",
         minimum=0.0)
+    learning_rate_te1: float | None = opt(None, Group.OPTIMIZER,
+        "SDXL: learning rate of the first text encoder (CLIP ViT-L); default text_encoder_lr, "
+        "then learning_rate.", modes=DB, minimum=0.0, advanced=True)
+    learning_rate_te2: float | None = opt(None, Group.OPTIMIZER,
+        "SDXL: learning rate of the second text encoder (OpenCLIP bigG); default "
+        "text_encoder_lr, then learning_rate.", modes=DB, minimum=0.0, advanced=True)
     unet_lr: float | None = opt(None, Group.OPTIMIZER,
         "Separate learning rate for the U-Net LoRA (default: learning_rate).",
         modes=LORA, minimum=0.0)
@@ -240,6 +246,14 @@ class Config:
         "Keep the trained weights and gradients in fp16 too (less memory, less accuracy, "
         "more failed runs). Needs mixed_precision=fp16. AdamW then keeps its moments in fp32 "
         "(bitsandbytes' 32-bit AdamW).", advanced=True)
+    full_bf16: bool = opt(False, Group.MEMORY,
+        "Keep the trained weights and gradients in bf16 too: about half the memory of an SDXL "
+        "fine-tune. Needs mixed_precision=bf16.", advanced=True)
+    fused_backward_pass: bool = opt(False, Group.MEMORY,
+        "Step the optimizer for each weight as soon as its gradient is ready, so the gradients "
+        "of the whole U-Net are never held at once (SDXL fine-tune on 24 GB). Not with "
+        "gradient accumulation or max_grad_norm clipping of the whole model.", modes=DB,
+        advanced=True)
     gradient_checkpointing: bool = opt(False, Group.MEMORY,
         "Recompute activations in the backward pass: much less memory, ~20-30% slower.")
     xformers: bool = opt(False, Group.MEMORY,
@@ -257,6 +271,13 @@ class Config:
     cache_latents_to_disk: bool = opt(False, Group.MEMORY,
         "Like cache_latents, and store the latents in files beside the images so later runs "
         "reuse them.")
+    cache_text_encoder_outputs: bool = opt(False, Group.MEMORY,
+        "Encode every caption once before training and keep the text encoders' outputs in "
+        "memory, so the encoders can leave the GPU. Needs frozen text encoders and fixed "
+        "captions (no shuffling, dropout or token warm-up).", advanced=True)
+    cache_text_encoder_outputs_to_disk: bool = opt(False, Group.MEMORY,
+        "Like cache_text_encoder_outputs, and store the outputs in files beside the images so "
+        "later runs reuse them.", advanced=True)
     vae_batch_size: int = opt(1, Group.MEMORY,
         "Images per VAE batch while caching latents.", minimum=1, advanced=True)
     no_half_vae: bool = opt(False, Group.MEMORY,

@@ -171,6 +171,11 @@ def _precision(cfg: Config):
         hint = "bf16 does not work with it" if cfg.mixed_precision == "bf16" else "it needs fp16"
         yield Problem("full_fp16", f"needs mixed_precision=fp16 ({hint}); set mixed_precision=fp16 "
                       "or drop full_fp16")
+    if cfg.full_bf16 and cfg.mixed_precision != "bf16":
+        yield Problem("full_bf16", "needs mixed_precision=bf16; set mixed_precision=bf16 or drop "
+                      "full_bf16")
+    if cfg.full_bf16 and cfg.full_fp16:
+        yield Problem("full_bf16", "conflicts with full_fp16; keep only one of them")
     if cfg.xformers and cfg.mem_eff_attn:
         yield Problem("mem_eff_attn", "ignored because xformers is also set", "warning")
 
