@@ -22,8 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="db", choices=("db", "lora"),
                         help="db: train the whole U-Net; lora: a U-Net LoRA (default db)")
     parser.add_argument("--model", default="tiny-v1",
-                        help="a factory spec (tiny-v1, tiny-v2, sd15, sd21-base, sd21) built with "
-                             "random weights, or a model path (default: tiny-v1)")
+                        help="a factory spec (tiny-v1, tiny-v2, sd15, sd21-base, sd21, tiny-xl, "
+                             "sdxl) built with random weights, or a model path (default: tiny-v1)")
     parser.add_argument("--tokenizer", help="tokenizer folder or hub id, for a single-file --model "
                                             "(they hold none)")
     parser.add_argument("--resolution", type=int, default=64, help="square image size (default 64)")
@@ -35,16 +35,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer_type", default="AdamW")
     parser.add_argument("--network_dim", type=int, default=4, help="LoRA rank (--mode lora)")
     parser.add_argument("--network_alpha", type=float, default=1.0, help="LoRA alpha (--mode lora)")
+    parser.add_argument("--only", choices=("trainer", "bare"),
+                        help="time only one side (its peak RAM is then that side's alone)")
     parser.add_argument("--workdir", help="folder for the model and images (default: a temp dir)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     return parser
 
 
+def _build_xl(name: str, folder: Path) -> None:
+    from ..models import factory, xl_factory
+
+    spec = xl_factory.xl_spec(name)
+    tokenizers = None if spec.words else (
+        factory.write_tokenizer(folder / "tokenizer", ("sks", "dog"), v2=False),
+        factory.write_tokenizer(folder / "tokenizer_2", ("sks", "dog"), v2=True))
+    xl_factory.save_xl_diffusers(xl_factory.build_xl(spec, folder, tokenizers=tokenizers), folder)
+
+
 def _prepare(args, workdir: Path) -> tuple[str, Path]:
-    from ..models import factory
+    from ..models import factory, xl_factory
 
     model = args.model
-    if model in factory.SPECS:
+    if model in xl_factory.XL_SPECS:
+        folder = workdir / f"model-{model}"
+        if not (folder / "model_index.json").exists():
+            print(f"building {model} with random weights in {folder}")
+            _build_xl(model, folder)
+        model = str(folder)
+    elif model in factory.SPECS:
         folder = workdir / f"model-{model}"
         if not (folder / "model_index.json").exists():
             print(f"building {model} with random weights in {folder}")
@@ -116,29 +134,47 @@ def _trainer_seconds(args, model: str, images: Path, workdir: Path) -> tuple[lis
     return [b - a for a, b in zip(times[args.warmup - 1:], times[args.warmup:])], peak
 
 
+def _peak_ram_bytes() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
 def measure(args) -> dict:
-    """Bare loop, trainer, bare loop again; the figures as a dict."""
+    """Bare loop, trainer, bare loop again (or one side with --only); the figures as a dict."""
     from ..train.session import quiet_libraries
     from .bare import bare_seconds
 
     quiet_libraries()
+    trainer: list[float] = []
+    bare: list[float] = []
+    trainer_peak = bare_peak = None
     with tempfile.TemporaryDirectory() as temp:
         workdir = Path(args.workdir or temp)
         workdir.mkdir(parents=True, exist_ok=True)
         model, images = _prepare(args, workdir)
         # Whatever runs first in a fresh process is a few percent slower (allocator, caches):
         # the bare loop runs before and after the trainer, and both runs count.
-        bare, bare_peak = bare_seconds(args, model)
-        gc.collect()
-        trainer, trainer_peak = _trainer_seconds(args, model, images, workdir)
-        gc.collect()
-        bare += bare_seconds(args, model)[0]
-    t, b = statistics.median(trainer), statistics.median(bare)
+        if args.only != "trainer":
+            bare, bare_peak = bare_seconds(args, model)
+            gc.collect()
+        if args.only != "bare":
+            trainer, trainer_peak = _trainer_seconds(args, model, images, workdir)
+            gc.collect()
+        if args.only is None:
+            bare += bare_seconds(args, model)[0]
+    t = statistics.median(trainer) if trainer else None
+    b = statistics.median(bare) if bare else None
     return {"mode": args.mode, "model": args.model, "resolution": args.resolution,
             "batch": args.batch, "steps": args.steps, "mixed_precision": args.mixed_precision,
-            "trainer_s_per_step": t, "bare_s_per_step": b, "ratio": t / b,
-            "trainer_mean": statistics.mean(trainer), "bare_mean": statistics.mean(bare),
-            "trainer_peak_bytes": trainer_peak, "bare_peak_bytes": bare_peak}
+            "trainer_s_per_step": t, "bare_s_per_step": b,
+            "ratio": t / b if t is not None and b is not None else None,
+            "trainer_mean": statistics.mean(trainer) if trainer else None,
+            "bare_mean": statistics.mean(bare) if bare else None,
+            "trainer_peak_bytes": trainer_peak, "bare_peak_bytes": bare_peak,
+            "peak_ram_bytes": _peak_ram_bytes()}
 
 
 def main(argv: list[str]) -> int:
@@ -147,11 +183,15 @@ def main(argv: list[str]) -> int:
     what = "U-Net LoRA" if args.mode == "lora" else "U-Net"
     print(f"{what}, model {args.model}, {args.resolution} px, batch {args.batch}, "
           f"{args.steps} timed steps, mixed_precision {args.mixed_precision}")
-    print(f"trainer   {result['trainer_s_per_step']:.4f} s/step "
-          f"(median; mean {result['trainer_mean']:.4f})")
-    print(f"bare loop {result['bare_s_per_step']:.4f} s/step "
-          f"(median; mean {result['bare_mean']:.4f})")
-    print(f"ratio     {result['ratio']:.3f}  (trainer / bare loop)")
+    for side in ("trainer", "bare"):
+        if result[f"{side}_s_per_step"] is not None:
+            label = "trainer  " if side == "trainer" else "bare loop"
+            print(f"{label} {result[f'{side}_s_per_step']:.4f} s/step "
+                  f"(median; mean {result[f'{side}_mean']:.4f})")
+    if result["ratio"] is not None:
+        print(f"ratio     {result['ratio']:.3f}  (trainer / bare loop)")
+    if result["peak_ram_bytes"]:
+        print(f"peak RAM  {result['peak_ram_bytes'] / 2**30:.2f} GiB (the whole process)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

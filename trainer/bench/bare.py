@@ -52,7 +52,7 @@ def bare_seconds(args, model: str) -> tuple[list[float], int | None]:
     from ..train.optim import build_optimizer
     from ..train.precision import DTYPES
 
-    bundle = load_model(model, tokenizer=args.tokenizer)
+    bundle = load_model(model, tokenizer=args.tokenizer, xl=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[args.mixed_precision]
     unet = bundle.unet
@@ -70,9 +70,7 @@ def bare_seconds(args, model: str) -> tuple[list[float], int | None]:
     side = args.resolution // 8
     latents = torch.randn(args.batch, 4, side, side, device=device)
     with torch.no_grad():
-        ids = bundle.tokenizer(["sks dog"] * args.batch, padding="max_length", max_length=77,
-                               return_tensors="pt").input_ids
-        hidden = bundle.text_encoder.to(device)(ids.to(device))[0]
+        hidden, extra = _text_conditioning(bundle, args.batch, args.resolution, device)
     optimizer = build_optimizer(args.optimizer_type, [{"params": params}], 1e-6, [])
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     if device.type == "cuda":
@@ -80,7 +78,8 @@ def bare_seconds(args, model: str) -> tuple[list[float], int | None]:
     seconds = []
     for index in range(args.warmup + args.steps):
         start = time.perf_counter()
-        _bare_step(unet, scheduler, latents, hidden, params, optimizer, scaler, dtype, device)
+        _bare_step(unet, scheduler, latents, (hidden, extra), params, optimizer, scaler, dtype,
+                   device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if index >= args.warmup:
@@ -89,11 +88,32 @@ def bare_seconds(args, model: str) -> tuple[list[float], int | None]:
     return seconds, peak
 
 
-def _bare_step(unet, scheduler, latents, hidden, params, optimizer, scaler, dtype, device):
+def _text_conditioning(bundle, batch: int, resolution: int, device) -> tuple:
+    """(cross-attention states, added_cond_kwargs or None) for the caption "sks dog".
+
+    SDXL: both encoders' penultimate states side by side, the second's projected pooled output,
+    and the six size numbers of an uncropped square picture."""
+    def ids(tokenizer):
+        return tokenizer(["sks dog"] * batch, padding="max_length", max_length=77,
+                         return_tensors="pt").input_ids.to(device)
+
+    if not bundle.xl:
+        return bundle.text_encoder.to(device)(ids(bundle.tokenizer))[0], None
+    first = bundle.text_encoder.to(device)(ids(bundle.tokenizer), output_hidden_states=True)
+    second = bundle.text_encoder_2.to(device)(ids(bundle.tokenizer_2), output_hidden_states=True)
+    hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+    sizes = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]] * batch,
+                         dtype=torch.float32, device=device)
+    return hidden, {"text_embeds": second.text_embeds, "time_ids": sizes}
+
+
+def _bare_step(unet, scheduler, latents, conditioning, params, optimizer, scaler, dtype, device):
+    hidden, extra = conditioning
     noise = torch.randn_like(latents)
     steps = torch.randint(0, 1000, (latents.shape[0],), device=device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        prediction = unet(scheduler.add_noise(latents, noise, steps), steps, hidden).sample
+        prediction = unet(scheduler.add_noise(latents, noise, steps), steps, hidden,
+                          added_cond_kwargs=extra).sample
     loss = torch.nn.functional.mse_loss(prediction.float(), noise)
     (scaler.scale(loss) if scaler else loss).backward()
     # The trainer clips gradients by default (max_grad_norm 1.0, as sd-scripts does): that is
