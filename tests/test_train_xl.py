@@ -148,3 +148,36 @@ def test_the_original_image_size_reaches_the_unet(tiny_xl, tmp_path):
     assert torch.equal(runs[64], runs[128])  # the same training pixels
     assert changed(state_dicts(tmp_path / "out64" / "last"),
                    state_dicts(tmp_path / "out128" / "last"), "unet")
+
+
+def test_text_encoder_outputs_cached_on_disk_are_reused_until_the_caption_changes(tiny_xl,
+                                                                                  tmp_path):
+    train, _ = make_db_dataset(tmp_path / "data", repeats=1, images=3, reg_images=0)
+    args = ["--pretrained_model_name_or_path", str(tiny_xl), "--train_data_dir", str(train),
+            "--resolution=64", "--train_batch_size=2", "--seed=7", "--max_train_steps=1",
+            "--stop_text_encoder_training=0", "--cache_text_encoder_outputs_to_disk"]
+    first = run_cli("db", *args, "--output_dir", str(tmp_path / "one"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "1 captions encoded, 0 read from disk" in first.stdout + first.stderr
+    images = sorted((train / "1_sks dog").glob("*.png"))
+    assert all(Path(f"{image}.te_outputs.safetensors").is_file() for image in images)
+
+    images[0].with_suffix(".caption").write_text("sks dog on grass", "utf-8")
+    second = run_cli("db", *args, "--output_dir", str(tmp_path / "two"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 captions encoded, 1 read from disk" in second.stdout + second.stderr
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([], "needs frozen text encoders"),
+    (["--stop_text_encoder_training=0", "--shuffle_caption"], "needs captions that never change"),
+])
+def test_caching_text_encoder_outputs_is_refused_when_they_would_change(tiny_xl, dataset,
+                                                                        tmp_path, extra, words):
+    result = run_cli("db", *base_args(tiny_xl, dataset, tmp_path / "out", "--max_train_steps=1",
+                                      "--cache_text_encoder_outputs", *extra))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0] and "--cache_text_encoder_outputs" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "last").exists()

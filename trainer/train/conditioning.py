@@ -50,6 +50,14 @@ class Conditioning:
                 pooled = torch.stack([self._cache[c][1] for c in captions])
             return TextConditions(hidden, pooled)
 
+    def store(self, caption: str, hidden: torch.Tensor, pooled: torch.Tensor | None) -> None:
+        """Put one caption's outputs in the cache (cache_text_encoder_outputs)."""
+        self._cache[caption] = (hidden, pooled)
+
+    def encode_frozen(self, captions: list[str]) -> TextConditions:
+        with torch.no_grad():
+            return self._encode(self.target.forward_text_encoders(), captions, self.settings)
+
     def _encode(self, text_encoders, captions: list[str], settings: TextSettings) -> TextConditions:
         family = self.family
         fixed_layer = None if family.clip_skip_applies else family.hidden_layer

@@ -7,6 +7,7 @@ import os
 
 from ..models.family import family_of
 from ..processes import start_token
+from . import text_cache
 from .checkpoints import CheckpointSaver, Retention
 from .conditioning import conditioning_for_run
 from .feed import BatchFeed
@@ -94,6 +95,11 @@ def build_loop(session) -> TrainingLoop:
     s, cfg = session, session.cfg
     conditioning = conditioning_for_run(cfg, s.dataset, s.bundle, s.target,
                                         s.precision, s.reporter.warning)
+    if text_cache.wanted(cfg):
+        text_cache.check_cacheable(cfg, s.target, s.dataset)
+        counts = text_cache.fill_text_cache(conditioning, s.dataset, cfg, write=s.procs.is_main)
+        s.reporter.info(f"text encoder outputs cached: {counts['encoded']} captions encoded, "
+                        f"{counts['reused']} read from disk")
     sampler = None
     if cfg.sample_prompts:
         from .sampling import SampleMaker, SampleSettings
