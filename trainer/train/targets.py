@@ -61,6 +61,10 @@ class TrainingTarget(abc.ABC):
     def forward_text_encoders(self) -> tuple:
         """The text encoders to call, in the family's order (SDXL: CLIP-L, then bigG)."""
 
+    def forward_text_encoder(self):
+        """The first (SD 1.x/2.x: the only) text encoder."""
+        return self.forward_text_encoders()[0]
+
     @abc.abstractmethod
     def sampling_modules(self) -> tuple:
         """(unet, (text encoders...), other modules that must be in eval mode while sampling)."""

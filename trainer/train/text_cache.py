@@ -9,6 +9,7 @@ replaced atomically; it is never trusted.
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 from ..errors import UserError
@@ -64,12 +65,13 @@ def fill_text_cache(conditioning, dataset, cfg, *, write: bool, batch_size: int 
     settings, family = conditioning.settings, conditioning.family
     encoders = conditioning.target.forward_text_encoders()
     device = next(encoders[0].parameters()).device
-    identity = encoders_identity(encoders, f"{family.name}/{settings}/{conditioning.precision.compute_dtype}")
+    identity = encoders_identity(
+        encoders, f"{family.name}/{settings}/{conditioning.precision.compute_dtype}")
     captions: dict[str, list[str]] = {}  # caption -> image paths that use it
     for index in dataset.cached_items():
         item = dataset.items[index]
         rules = dataset.subsets[item.subset].captions
-        caption = process_caption(item.caption, rules, 0, None)
+        caption = process_caption(item.caption, rules, 0, random.Random(0))  # fixed: no draw
         captions.setdefault(caption, []).append(item.path)
     counts = {"encoded": 0, "reused": 0}
     missing = []
