@@ -50,10 +50,10 @@ FAMILIES = (SD1, SD2, SD2_V, SDXL)
 
 def family_of(bundle) -> Family:
     """The family of a loaded ModelBundle."""
-    if bundle.text_encoder_2 is not None:
+    if getattr(bundle, "text_encoder_2", None) is not None:
         return SDXL
-    if bundle.v2:
-        return SD2_V if bundle.v_parameterization else SD2
+    if getattr(bundle, "v2", False):
+        return SD2_V if getattr(bundle, "v_parameterization", False) else SD2
     return SD1
 
 
