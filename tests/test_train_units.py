@@ -192,7 +192,7 @@ def test_both_training_targets_implement_the_one_interface():
 
     wanted = {"place", "param_groups", "trainable_modules", "set_prepared", "checkpoint_objects",
               "describe_run", "trains_text_encoder", "on_step", "forward_unet",
-              "forward_text_encoder", "sampling_modules", "save"}
+              "forward_text_encoders", "sampling_modules", "save"}
     assert TrainingTarget.__abstractmethods__ == wanted
     for target in (DreamBoothTarget, LoRATarget):
         assert issubclass(target, TrainingTarget) and not target.__abstractmethods__

@@ -17,6 +17,7 @@ from .imageinfo import DamagedImage
 from .index import index_subsets
 from .plan import EpochPlan, EpochPlanner, SampleRef, balance_reg, rank_slice, sample_rng
 from .samples import choices, render, to_tensor
+from .size_facts import SizeFacts, size_facts
 
 
 class DatasetError(UserError):
@@ -150,6 +151,7 @@ class Dataset:
                       by the VAE scaling factor (present once
                       trainer.data.latents.cache_latents filled the cache)
         captions      list[str] after caption dropout, shuffling and tag dropout
+        time_ids      int64 [B, 6]: SDXL's size conditioning of each sample (see size_facts)
         loss_weights  float32 [B]: 1.0, or prior_loss_weight for regularization samples
         is_reg, paths lists of bool / str
 
@@ -167,6 +169,8 @@ class Dataset:
                                           for r in refs], dtype=torch.float32),
             "is_reg": [self.is_reg[r.item] for r in refs],
             "paths": [self.items[r.item].path for r in refs],
+            "time_ids": torch.tensor([self.size_facts(r, p.flip).time_ids()
+                                      for r, p in zip(refs, picks)], dtype=torch.int64),
         }
         if self.latents:
             batch["latents"] = torch.stack([self._latent(r.item, p.flip) for r, p in
@@ -182,6 +186,11 @@ class Dataset:
         if item.placement.bucket == ref.bucket:
             return item
         return replace(item, placement=cover((item.header.width, item.header.height), ref.bucket))
+
+    def size_facts(self, ref: SampleRef, flip: bool) -> SizeFacts:
+        """Original size, crop offset and bucket of a sample, as SDXL is conditioned on them."""
+        placement = self.sample_item(ref).placement
+        return size_facts(placement.size, placement.bucket, flip)
 
     def render_samples(self, refs: list[SampleRef], epoch: int) -> tuple[list[SampleRef], list]:
         """The training pictures of `refs`, and the refs they show: an image that cannot be

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
+from ..models.family import family_of
 from ..processes import start_token
+from . import text_cache
 from .checkpoints import CheckpointSaver, Retention
 from .conditioning import conditioning_for_run
 from .feed import BatchFeed
@@ -91,8 +93,13 @@ def train_loop(session) -> str:
 def build_loop(session) -> TrainingLoop:
     """Wire the parts Session.setup built into a loop; each part gets only what it uses."""
     s, cfg = session, session.cfg
-    conditioning = conditioning_for_run(cfg, s.dataset, s.bundle.tokenizer, s.target,
+    conditioning = conditioning_for_run(cfg, s.dataset, s.bundle, s.target,
                                         s.precision, s.reporter.warning)
+    if text_cache.wanted(cfg):
+        text_cache.check_cacheable(cfg, s.target, s.dataset)
+        counts = text_cache.fill_text_cache(conditioning, s.dataset, cfg, write=s.procs.is_main)
+        s.reporter.info(f"text encoder outputs cached: {counts['encoded']} captions encoded, "
+                        f"{counts['reused']} read from disk")
     sampler = None
     if cfg.sample_prompts:
         from .sampling import SampleMaker, SampleSettings
@@ -100,7 +107,8 @@ def build_loop(session) -> TrainingLoop:
         sampler = SampleMaker(SampleSettings.for_run(cfg, s.run_dir), s.bundle, s.target,
                               conditioning, s.precision, s.reporter, enabled=s.procs.is_main)
     objective = Objective(s.noise_scheduler, s.bundle.v_parameterization, cfg.seed,
-                          cfg.noise_offset, cfg.min_snr_gamma)
+                          cfg.noise_offset, cfg.min_snr_gamma,
+                          size_conditioning=family_of(s.bundle).size_conditioning)
     runner = StepRunner(s.procs, s.target, s.precision, s.bundle.vae, objective, conditioning,
                         s.optimizer, s.lr_scheduler, max_grad_norm=cfg.max_grad_norm)
     retention = Retention(cfg.save_last_n_epochs, cfg.save_last_n_steps,

@@ -24,8 +24,9 @@ class LoRATarget(TrainingTarget):
 
         cfg, device, dtype = self.cfg, self.precision.device, self.precision.compute_dtype
         unet, text_encoder, vae = self.bundle.unet, self.bundle.text_encoder, self.bundle.vae
-        for module, module_dtype in ((unet, dtype), (text_encoder, dtype),
-                                     (vae, self.precision.vae_dtype)):
+        frozen = [(unet, dtype), *((encoder, dtype) for encoder in self.text_encoders()),
+                  (vae, self.precision.vae_dtype)]
+        for module, module_dtype in frozen:
             module.requires_grad_(False)
             module.eval()
             module.to(device=device, dtype=module_dtype)
@@ -51,9 +52,10 @@ class LoRATarget(TrainingTarget):
             unet.enable_gradient_checkpointing()
             unet.train()
             if self.trains_te:
-                text_encoder.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False})
-                text_encoder.train()
+                for encoder in self.text_encoders():
+                    encoder.gradient_checkpointing_enable(
+                        gradient_checkpointing_kwargs={"use_reentrant": False})
+                    encoder.train()
 
     def param_groups(self) -> list[dict]:
         return self._groups
@@ -90,11 +92,17 @@ class LoRATarget(TrainingTarget):
     def forward_unet(self):
         return self.bundle.unet
 
-    def forward_text_encoder(self):
-        return self.bundle.text_encoder
+    def text_encoders(self) -> tuple:
+        from ..models.family import family_of
+
+        return tuple(getattr(self.bundle, name)
+                     for name in family_of(self.bundle).text_encoder_names)
+
+    def forward_text_encoders(self) -> tuple:
+        return self.text_encoders()
 
     def sampling_modules(self):
-        return self.bundle.unet, self.bundle.text_encoder, [self.network]
+        return self.bundle.unet, self.text_encoders(), [self.network]
 
     # -- output
     def save(self, path: Path, *, step: int = 0, epoch: int = 0) -> Path:

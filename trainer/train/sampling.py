@@ -107,29 +107,25 @@ class SampleMaker:
             return []
 
     def _make(self, step: int, epoch: int) -> list[Path]:
-        from diffusers import StableDiffusionPipeline
-
         bundle, settings = self.bundle, self.settings
-        unet, text_encoder, extras = self.target.sampling_modules()
-        modes = [(m, m.training) for m in (unet, text_encoder, *extras)]
+        unet, text_encoders, extras = self.target.sampling_modules()
+        modes = [(m, m.training) for m in (unet, *text_encoders, *extras)]
         for module, _ in modes:
             module.eval()
         paths = []
         try:
-            pipe = StableDiffusionPipeline(
-                vae=bundle.vae, text_encoder=text_encoder, tokenizer=bundle.tokenizer, unet=unet,
-                scheduler=make_scheduler(settings.sampler, bundle.noise_scheduler_config),
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            pipe = _pipeline(bundle, unet, text_encoders,
+                             make_scheduler(settings.sampler, bundle.noise_scheduler_config))
             pipe.set_progress_bar_config(disable=True)
             settings.folder.mkdir(parents=True, exist_ok=True)
             for index, sample in enumerate(self.prompts):
-                paths.append(self._one(pipe, text_encoder, index, sample, step, epoch))
+                paths.append(self._one(pipe, text_encoders, index, sample, step, epoch))
         finally:
             for module, was_training in modes:
                 module.train(was_training)
         return paths
 
-    def _one(self, pipe, text_encoder, index: int, sample: SamplePrompt, step: int,
+    def _one(self, pipe, text_encoders, index: int, sample: SamplePrompt, step: int,
              epoch: int) -> Path:
         import torch
         from PIL.PngImagePlugin import PngInfo
@@ -138,11 +134,14 @@ class SampleMaker:
         width = _multiple_of_8(sample.width or settings.default_size[0])
         height = _multiple_of_8(sample.height or settings.default_size[1])
         seed = sample_seed(settings.seed, index, sample)
-        positive = self.conditioning.for_sampling(text_encoder, sample.prompt)
-        negative = self.conditioning.for_sampling(text_encoder, sample.negative)
+        positive = self.conditioning.for_sampling(text_encoders, sample.prompt)
+        negative = self.conditioning.for_sampling(text_encoders, sample.negative)
+        embeds = {"prompt_embeds": positive.hidden, "negative_prompt_embeds": negative.hidden}
+        if positive.pooled is not None:
+            embeds.update(pooled_prompt_embeds=positive.pooled,
+                          negative_pooled_prompt_embeds=negative.pooled)
         with torch.no_grad(), self.precision.autocast():
-            image = pipe(prompt_embeds=positive, negative_prompt_embeds=negative,
-                         num_inference_steps=sample.steps, guidance_scale=sample.scale,
+            image = pipe(**embeds, num_inference_steps=sample.steps, guidance_scale=sample.scale,
                          width=width, height=height,
                          generator=torch.Generator("cpu").manual_seed(seed)).images[0]
         path = settings.folder / f"{settings.name_prefix}step{step:06d}_{index:02d}_seed{seed}.png"
@@ -153,6 +152,25 @@ class SampleMaker:
         image.save(path, pnginfo=info)
         self.reporter.sample(step, epoch, path, sample.prompt, image)
         return path
+
+
+def _pipeline(bundle, unet, text_encoders, scheduler):
+    """The diffusers pipeline of the model's family, fed with embeddings computed here."""
+    from ..models.family import family_of
+
+    if family_of(bundle).pooled_text:
+        from diffusers import StableDiffusionXLPipeline
+
+        return StableDiffusionXLPipeline(
+            vae=bundle.vae, text_encoder=text_encoders[0], text_encoder_2=text_encoders[1],
+            tokenizer=bundle.tokenizer, tokenizer_2=bundle.tokenizer_2, unet=unet,
+            scheduler=scheduler, add_watermarker=False)
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=bundle.vae, text_encoder=text_encoders[0], tokenizer=bundle.tokenizer, unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
 
 
 def _free_cached_memory() -> None:

@@ -165,7 +165,7 @@ class Session:
         reporter.info(f"loading {cfg.pretrained_model_name_or_path}")
         bundle = load_model(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                             v_parameterization=cfg.v_parameterization or None,
-                            vae=cfg.vae, tokenizer=cfg.tokenizer)
+                            vae=cfg.vae, tokenizer=cfg.tokenizer, xl=True)
         for note in bundle.notes:  # e.g. the VAE was replaced
             reporter.warning(note)
         return bundle, DDPMScheduler.from_config(bundle.noise_scheduler_config)

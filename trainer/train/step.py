@@ -30,6 +30,8 @@ class Objective:
     seed: int  # noise and timesteps come from (seed, epoch, sample position)
     noise_offset: float | None
     min_snr_gamma: float | None
+    # SDXL: the U-Net also gets the pooled text and each sample's size facts (time_ids)
+    size_conditioning: bool = False
 
 
 class StepRunner:
@@ -82,12 +84,17 @@ class StepRunner:
         batch = local.data
         keys = [(objective.seed, epoch, ref.pos) for ref in local.refs]
         latents = batch_latents(self.vae, self.precision.vae_dtype, device, batch, keys)
-        hidden = self.conditioning(batch["captions"], step)
+        text = self.conditioning(batch["captions"], step)
+        extra = {}
+        if objective.size_conditioning:
+            extra["added_cond_kwargs"] = {"text_embeds": text.pooled,
+                                          "time_ids": batch["time_ids"].to(device, torch.float32)}
         draw = draw_noise(latents, keys, num_timesteps=scheduler.config.num_train_timesteps,
                           noise_offset=objective.noise_offset or 0.0)
         noisy = scheduler.add_noise(latents, draw.noise, draw.timesteps)
         with self.precision.autocast():
-            prediction = self.target.forward_unet()(noisy, draw.timesteps, hidden).sample
+            prediction = self.target.forward_unet()(noisy, draw.timesteps, text.hidden,
+                                                    **extra).sample
         target = target_for(scheduler, latents, draw.noise, draw.timesteps, objective.v_prediction)
         losses = per_sample_loss(prediction, target)
         if objective.min_snr_gamma:

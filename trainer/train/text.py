@@ -61,23 +61,42 @@ def _chunk(tokenizer, ids: torch.Tensor, index: int) -> torch.Tensor:
 
 def encode(text_encoder, input_ids: torch.Tensor, settings: TextSettings) -> torch.Tensor:
     """Hidden states [B, tokens, dim] for the U-Net's cross-attention."""
+    return encode_with_pooled(text_encoder, input_ids, settings)[0]
+
+
+def encode_with_pooled(text_encoder, input_ids: torch.Tensor, settings: TextSettings,
+                       *, fixed_layer: int | None = None,
+                       pooled: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(hidden states [B, tokens, dim], pooled [B, dim] or None).
+
+    fixed_layer: take this hidden layer as it is (SDXL: -2, no final layer norm) and ignore
+    clip_skip. pooled: also return the projected output at the EOS token (SDXL's second
+    encoder); a long prompt's pooled output is its first window's, as sd-scripts does.
+    """
     windows = input_ids.shape[1] // WINDOW if input_ids.shape[1] > WINDOW else 1
+    outputs = [_encode_window(text_encoder, input_ids[:, i * WINDOW:(i + 1) * WINDOW]
+                              if windows > 1 else input_ids, settings, fixed_layer, pooled)
+               for i in range(windows)]
+    states = [hidden for hidden, _ in outputs]
+    first_pooled = outputs[0][1]
     if windows == 1:
-        return _encode_window(text_encoder, input_ids, settings)
-    states = [_encode_window(text_encoder, input_ids[:, i * WINDOW:(i + 1) * WINDOW], settings)
-              for i in range(windows)]
+        return states[0], first_pooled
     inner = [s[:, 1:-1] for s in states]
-    return torch.cat([states[0][:, :1], *inner, states[-1][:, -1:]], dim=1)
+    return torch.cat([states[0][:, :1], *inner, states[-1][:, -1:]], dim=1), first_pooled
 
 
-def _encode_window(text_encoder, ids: torch.Tensor, settings: TextSettings) -> torch.Tensor:
+def _encode_window(text_encoder, ids: torch.Tensor, settings: TextSettings,
+                   fixed_layer: int | None, pooled: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     ids = ids.to(next(text_encoder.parameters()).device)
+    if fixed_layer is not None:
+        output = text_encoder(ids, output_hidden_states=True)
+        return output.hidden_states[fixed_layer], (output.text_embeds if pooled else None)
     skip = settings.clip_skip or 1
     if skip <= 1:
-        return text_encoder(ids)[0]
+        return text_encoder(ids)[0], None
     output = text_encoder(ids, output_hidden_states=True)
     hidden = output.hidden_states[-skip]
-    return final_layer_norm(text_encoder)(hidden)
+    return final_layer_norm(text_encoder)(hidden), None
 
 
 def final_layer_norm(text_encoder):
