@@ -102,3 +102,34 @@ def test_picking_a_model_shows_its_family(page, server, tiny_xl, tiny_model):  #
     gui.set("pretrained_model_name_or_path", str(tiny_model("tiny-v1")))
     text = gui.wait_text("model-family", "Stable Diffusion 1.x")
     assert "XL" not in text
+
+
+# ------------------------------------------------------------ caption tokens with both tokenizers
+
+
+def test_sdxl_captions_are_counted_with_both_tokenizers(tiny_xl, tmp_path):
+    """A second tokenizer that splits 'dog' into letters makes the caption too long: the count
+    and the warning come from it, and name it."""
+    import shutil
+
+    from helpers import make_concept
+    from trainer.config import Config
+    from trainer.models.factory import TINY_WORDS, write_tokenizer
+    from ui.previews import caption_rows
+
+    model = shutil.copytree(tiny_xl, tmp_path / "xl")
+    shutil.rmtree(model / "tokenizer_2")
+    write_tokenizer(model / "tokenizer_2", [w for w in TINY_WORDS if w != "dog"], v2=True)
+    caption = " ".join(["sks dog"] * 30)  # 60 tokens by the first tokenizer, more by the second
+    make_concept(tmp_path / "img" / "5_sks dog", 1, captions={0: caption})
+    cfg = Config("db", {"pretrained_model_name_or_path": str(model),
+                        "train_data_dir": str(tmp_path / "img")})
+    [row], notes = caption_rows(cfg)
+    assert row["tokens"] > 75
+    assert row["warning"].startswith(f"{row['tokens']} tokens by tokenizer_2, the longer of "
+                                     "SDXL's two: past the limit of 75")
+    assert any("longer than max_token_length" in note for note in notes)
+
+    cfg.pretrained_model_name_or_path = str(tiny_xl)  # its two tokenizers agree
+    [row], _ = caption_rows(cfg)
+    assert row["tokens"] == 60 and row["warning"] is None
