@@ -76,7 +76,7 @@ def _metadata_says_v(metadata: dict) -> bool:
         return True
     embedded = metadata.get("ldm_config")  # our own files carry their LDM config
     try:
-        return json.loads(embedded)["model"]["params"].get("parameterization") == "v"
+        return json.loads(str(embedded))["model"]["params"].get("parameterization") == "v"
     except (TypeError, ValueError, KeyError, AttributeError):
         return False
 

@@ -90,7 +90,7 @@ def tokenizer_for(cfg: Config) -> tuple[Callable[[str], list[str]] | None, str]:
                   "a diffusers folder, or tokenizer to a tokenizer folder")
 
 
-def longer_tokenizer(tokenize: Callable[[str], list[str]], text: str) -> str | None:
+def longer_tokenizer(tokenize: Callable[[str], list[str]] | None, text: str) -> str | None:
     """The name of the SDXL tokenizer that splits `text` longer, or None (they agree, or there
     is one tokenizer)."""
     return tokenize.longer(text) if isinstance(tokenize, BothTokenizers) else None

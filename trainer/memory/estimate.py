@@ -12,6 +12,7 @@ traced forward pass at the run's size (see step.py), replayed through backward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 GIB = 1024 ** 3
 # The CUDA context (driver, kernels, cuBLAS/cuDNN handles) takes memory outside PyTorch's
@@ -93,12 +94,13 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     if models is None:
         models = meta_models(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                              v_parameterization=cfg.v_parameterization or None)
+    placed: Any  # Placed, or XLPlaced for SDXL
     if models.xl:
         from .xl import place_xl, trace_xl
 
         placed = place_xl(cfg, models)
         trace = trace_xl(cfg, placed)
-        notes = placed.notes
+        notes = list(placed.notes)
     else:
         placed = place(cfg, models)
         _full_bf16(cfg, placed.trained)

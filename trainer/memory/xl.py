@@ -210,7 +210,7 @@ def place_xl(cfg, models: MetaModels, device: torch.device = META) -> XLPlaced:
 # ---------------------------------------------------------------- one step
 
 
-def _encode(encoders, ids: torch.Tensor, compute, log: SavedLog):
+def _encode(encoders, ids: torch.Tensor, compute):
     """SDXL's conditioning: both encoders' penultimate states side by side, and bigG's
     projected end-of-text state (the pooled embedding)."""
     states, pooled = [], None
@@ -244,7 +244,7 @@ def trace_xl(cfg, placed: XLPlaced) -> StepTrace:
     with log.hooks():
         if placed.encoders:
             ids = torch.zeros(batch, tokens, dtype=torch.long, device=device)
-            hidden, pooled = _encode(placed.encoders, ids, compute, log)
+            hidden, pooled = _encode(placed.encoders, ids, compute)
         else:  # cached outputs, read in the compute dtype
             dtype = placed.compute
             hidden = torch.zeros(batch, tokens, context, device=device, dtype=dtype)
