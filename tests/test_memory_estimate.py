@@ -298,3 +298,97 @@ def test_shipped_presets_fit_the_card_they_promise(name):
     spec = "sd21" if cfg.v_parameterization else "sd21-base" if cfg.v2 else "sd15"
     estimate = estimate_vram(cfg, from_spec(spec))
     assert estimate.card_gb() <= promised, f"{name}: {estimate.summary()}, promised {promised} GB"
+
+
+# ------------------------------------------------------------------ SDXL
+
+XL_PRESETS = {
+    "sdxl-lora-12gb": dict(gradient_checkpointing=False, cache_text_encoder_outputs=False,
+                           cache_text_encoder_outputs_to_disk=False,
+                           network_train_unet_only=False),
+    "sdxl-lora-24gb": dict(gradient_checkpointing=False),
+    "sdxl-dreambooth-24gb": dict(full_bf16=False, fused_backward_pass=False,
+                                 gradient_checkpointing=False),
+}
+
+
+def test_the_sdxl_architecture_has_the_real_sizes():
+    models = from_spec("sdxl")
+    millions = [sum(p.numel() for p in part.parameters()) / 1e6
+                for part in (models.unet, models.text_encoder, models.text_encoder_2, models.vae)]
+    for got, real in zip(millions, (2567, 123, 695, 84)):
+        assert abs(got - real) < 0.01 * real, millions
+
+
+@pytest.mark.parametrize("name", list(XL_PRESETS))
+def test_sdxl_presets_fit_their_card_and_not_without_their_memory_savers(name, capsys):
+    sys.path.insert(0, str(REPO / "bench" / "gpu"))
+    from setup import promised_gb, read_preset
+
+    promised = promised_gb(read_preset(name))
+    cfg = load_config(REPO / "presets" / f"{name}.json")
+    assert not [p for p in validate(cfg, check_paths=False) if p.level == "error"
+                and p.option not in ("pretrained_model_name_or_path", "output_dir",
+                                     "train_data_dir")]
+    models = from_spec("sdxl")
+    estimate = estimate_vram(cfg, models)
+    with capsys.disabled():
+        print(f"\n{name}: {estimate.summary()}\n{estimate.breakdown()}")
+    assert estimate.card_gb() is not None and estimate.card_gb() <= promised, estimate.summary()
+    unet = sum(p.numel() for p in models.unet.parameters())
+    assert estimate.weights > 2 * unet  # the whole U-Net is there, in 16 bits at least
+    without = cfg.copy()
+    for option, value in XL_PRESETS[name].items():
+        setattr(without, option, value)
+    assert estimate_vram(without, from_spec("sdxl")).total > promised * GIB * 0.95
+
+
+def test_full_bf16_and_fused_backward_pass_move_the_sdxl_estimate():
+    base = Config("db", {"resolution": "1024", "mixed_precision": "bf16",
+                         "gradient_checkpointing": True, "optimizer_type": "Adafactor",
+                         "cache_text_encoder_outputs": True})
+    plain = estimate_vram(base, from_spec("sdxl"))
+    half = estimate_vram(Config("db", {**base.to_dict(), "full_bf16": True}), from_spec("sdxl"))
+    fused = estimate_vram(Config("db", {**base.to_dict(), "full_bf16": True,
+                                        "fused_backward_pass": True}), from_spec("sdxl"))
+    unet = sum(p.numel() for p in from_spec("sdxl").unet.parameters())
+    assert plain.gradients == 4 * unet and half.gradients == 2 * unet
+    assert half.weights < 0.6 * plain.weights
+    assert fused.gradients < 0.02 * half.gradients  # one tensor's gradient at a time
+    assert plain.total > half.total > fused.total
+
+
+@pytest.fixture(scope="module")
+def tiny_xl(tmp_path_factory):
+    from trainer.models.xl_factory import build_xl_diffusers
+
+    return build_xl_diffusers("tiny-xl", tmp_path_factory.mktemp("xl") / "tiny-xl")
+
+
+def test_sdxl_meta_forward_saves_what_a_real_cpu_forward_saves(tiny_xl):
+    from trainer.memory.xl import place_xl, trace_xl
+    from trainer.models import load_model
+
+    cfg = Config("lora", {"resolution": "64", "train_batch_size": 2,
+                          "gradient_checkpointing": True})
+    bundle = load_model(str(tiny_xl), xl=True)
+    real_models = MetaModels(bundle.unet, bundle.text_encoder, bundle.vae, bundle.text_encoder_2)
+    meta = trace_xl(cfg, place_xl(cfg, meta_models(str(tiny_xl))))
+    real = trace_xl(cfg, place_xl(cfg, real_models, CPU))
+    assert meta.log.total() == real.log.total() > 0
+    assert meta.log.backward_peak(False) == real.log.backward_peak(False)
+
+
+def test_cli_estimates_an_sdxl_folder_and_single_file_alike(tiny_xl, tmp_path):
+    from trainer.models import load_model, save_model
+
+    single = save_model(load_model(str(tiny_xl), xl=True), tmp_path / "tiny-xl.safetensors")
+    shown = []
+    for model in (tiny_xl, single):
+        result = run_cli("lora", "--estimate_memory", "--pretrained_model_name_or_path", model,
+                         "--resolution", "128", "--network_train_unet_only",
+                         "--cache_text_encoder_outputs", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "text encoders off the GPU" in result.stdout
+        shown.append(result.stdout)
+    assert shown[0] == shown[1]

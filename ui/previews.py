@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainer import atomic
 from trainer.config import Config
-from trainer.data.tokens import token_warning, tokenizer_for
+from trainer.data.tokens import longer_tokenizer, token_warning, tokenizer_for
 from trainer.errors import UserError
 
 MAX_SHOWN = 200  # thumbnails drawn per preview; the numbers always cover every image
@@ -43,7 +43,8 @@ def caption_rows(cfg: Config) -> tuple[list[dict], list[str]]:
     identifiers = {}
     for index, row in enumerate(rows):
         row["tokens"] = len(tokenize(row["caption"])) if tokenize else None
-        row["warning"] = token_warning(row["tokens"], cfg) if row["tokens"] is not None else None
+        row["warning"] = None if row["tokens"] is None else token_warning(
+            row["tokens"], cfg, longer_tokenizer(tokenize, row["caption"]))
         row["shuffled"] = shuffled_example(row["caption"], cfg, seed=index)
         identifier = None if row["is_reg"] else concept_identifier(row["concept"])
         if identifier:

@@ -16,6 +16,7 @@ from .context import AppContext
 from .estimate import estimate_line
 from .form import Form, build_form, mode_radio
 from .formvalues import check, command_line, config_from_widgets, to_widget
+from .model_family import family_html
 from .presets import (USER_PREFIX, apply_preset, list_presets, read_preset, save_preset,
                       start_config, user_preset_path)
 from .runner import folder_in_use
@@ -350,6 +351,7 @@ def build(ctx: AppContext) -> TrainTab:
                          buttons=["copy"], elem_id="train-command")
     wire_presets = build_presets(ctx, message, selected)
     wire_browser = build_browser(ctx)
+    family = gr.HTML(elem_id="model-family")
     form = build_form(radio, initial)
     wire_presets(form)
     wire_browser(form)
@@ -360,4 +362,8 @@ def build(ctx: AppContext) -> TrainTab:
     folder_outputs = [form.widgets["output_dir"], form.widgets["logging_dir"]]
     new_folder.click(handlers.new_folder, form.inputs, folder_outputs)
     ctx.on_load(handlers.new_folder, form.inputs, folder_outputs)
+    model = form.widgets["pretrained_model_name_or_path"]
+    show_family = lambda value: family_html(ctx.workspace, value)  # noqa: E731
+    model.change(show_family, model, family)
+    ctx.on_load(show_family, [model], [family])
     return TrainTab(form, start, message, command, handlers)

@@ -52,10 +52,11 @@ def markdown(results: dict) -> str:
     lines = [f"GPU check, {env['date']}: {env['gpu']}, torch {env['torch']} (CUDA {env['cuda']}), "
              f"diffusers {env['diffusers']}, bitsandbytes {env['bitsandbytes']}, "
              f"xformers {env['xformers']}; {results.get('seconds', '?')} s in all.", ""]
-    if results.get("presets"):
+    rows = results.get("presets", []) + results.get("sdxl", [])
+    if rows:
         lines += ["| preset | px | batch | s/step | start-up s | peak allocated GiB | "
                   "peak reserved GiB | estimate GiB | fits |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in results["presets"]:
+        for r in rows:
             status = "" if r["status"] == "finished" else f" ({r['status']}: {r.get('error')})"
             lines.append(f"| {r['preset']}{status} | {r['resolution']} | {r['batch']} | "
                          f"{_seconds(r['s_per_step'])} | {_seconds(r['startup_s'])} | "

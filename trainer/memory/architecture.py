@@ -20,6 +20,11 @@ class MetaModels:
     unet: Any  # UNet2DConditionModel on meta, float32
     text_encoder: Any  # CLIPTextModel on meta, float32
     vae: Any  # AutoencoderKL on meta, float32
+    text_encoder_2: Any = None  # SDXL's CLIPTextModelWithProjection (OpenCLIP bigG); else None
+
+    @property
+    def xl(self) -> bool:
+        return self.text_encoder_2 is not None
 
 
 class _TokenIds:
@@ -64,6 +69,12 @@ def from_diffusers_folder(folder: Path) -> MetaModels:
     if not (folder / "model_index.json").is_file():
         raise UserError(f"folder {folder} is not a diffusers model (no model_index.json)",
                         MODEL_HINT)
+    from ..models.xl_loading import is_xl_folder
+
+    if is_xl_folder(folder):
+        from .xl import from_xl_folder
+
+        return from_xl_folder(folder)
     text = CLIPTextConfig.from_dict(_read_config(folder, "text_encoder"))
     return from_configs(_read_config(folder, "unet"), _read_config(folder, "vae"), text)
 
@@ -77,6 +88,12 @@ def from_single_file(path: Path, v2: bool | None, v_parameterization: bool | Non
         raise UserError(f"{path} is not a model checkpoint (expected .safetensors or .ckpt)",
                         MODEL_HINT)
     state = read_shapes(path)
+    from ..models.xl_loading import is_xl_state
+
+    if is_xl_state(state):
+        from .xl import from_xl_single
+
+        return from_xl_single(path, state)
     refuse_non_model(state, path)
     try:
         config, _, is_v2, v_param = describe_single(path, state, v2, v_parameterization)
@@ -108,10 +125,17 @@ def meta_models(name_or_path: str, *, v2: bool | None = None,
 
 
 def from_spec(name: str) -> MetaModels:
-    """A factory spec (tiny-v1, sd15, sd21, …) on meta, with CLIP's real vocabulary size."""
+    """A factory spec (tiny-v1, sd15, sd21, …, or an SDXL one: tiny-xl, sdxl) on meta, with
+    CLIP's real vocabulary size."""
     from transformers import CLIPTextConfig
 
     from ..models import factory
+    from ..models.xl_factory import XL_SPECS
+
+    if name in XL_SPECS:
+        from .xl import from_xl_spec
+
+        return from_xl_spec(name)
 
     s = factory.spec(name)
     vocab = 49408  # the CLIP BPE vocabulary of SD 1.x and 2.x

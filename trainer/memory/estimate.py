@@ -12,6 +12,7 @@ traced forward pass at the run's size (see step.py), replayed through backward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 GIB = 1024 ** 3
 # The CUDA context (driver, kernels, cuBLAS/cuDNN handles) takes memory outside PyTorch's
@@ -80,7 +81,8 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     """Estimate the peak GPU memory of training `cfg` (mode db or lora) on one GPU.
 
     models: the base model's MetaModels; default: built from cfg.pretrained_model_name_or_path
-    (a file, diffusers folder or cached hub id), reading only configs and tensor shapes."""
+    (a file, diffusers folder or cached hub id; SD 1.x, 2.x or XL), reading only configs and
+    tensor shapes."""
     from ..config.validate import normalize
     from ..train.session import quiet_libraries
     from .architecture import meta_models
@@ -92,10 +94,23 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
     if models is None:
         models = meta_models(cfg.pretrained_model_name_or_path, v2=cfg.v2 or None,
                              v_parameterization=cfg.v_parameterization or None)
-    placed = place(cfg, models)
-    trace = trace_step(cfg, placed)
-    grads = _param_bytes(placed.trained)
-    ddp_buckets = grads if cfg.num_processes > 1 and cfg.mode == "db" else 0
+    placed: Any  # Placed, or XLPlaced for SDXL
+    if models.xl:
+        from .xl import place_xl, trace_xl
+
+        placed = place_xl(cfg, models)
+        trace = trace_xl(cfg, placed)
+        notes = list(placed.notes)
+    else:
+        placed = place(cfg, models)
+        _full_bf16(cfg, placed.trained)
+        trace = trace_step(cfg, placed, watch_gradients=not cfg.fused_backward_pass)
+        notes = []
+    all_grads = _param_bytes(placed.trained)
+    # fused_backward_pass applies each gradient the moment backward makes it and frees it:
+    # at most one tensor's gradient exists at a time.
+    grads = _largest_bytes(placed.trained) if cfg.fused_backward_pass else all_grads
+    ddp_buckets = all_grads if cfg.num_processes > 1 and cfg.mode == "db" else 0
     weights = _param_bytes(placed.trained) + _param_bytes(placed.frozen)
     optimizer = optimizer_bytes(cfg.optimizer_type, placed.trained)
     peak = _step_peak(cfg, trace, placed.trained, grads)
@@ -104,7 +119,21 @@ def estimate_vram(cfg, models=None) -> VramEstimate:
         weights=weights, gradients=grads + ddp_buckets, optimizer=optimizer,
         activations=max(0, peak - grads), overhead=_overhead(allocated),
         saved_activations=trace.log.total(with_blocks=False), attention=attention_kind(cfg),
-        notes=tuple(_notes(cfg)))
+        notes=tuple(notes + _notes(cfg)))
+
+
+def _full_bf16(cfg, trained) -> None:
+    """full_bf16 keeps the trained weights (and so their gradients and optimizer state) in
+    bf16."""
+    if cfg.full_bf16:
+        import torch
+
+        for p in trained:
+            p.data = p.data.to(torch.bfloat16)
+
+
+def _largest_bytes(params) -> int:
+    return max((p.numel() * p.element_size() for p in params), default=0)
 
 
 def _step_peak(cfg, trace, trained, grads: int) -> int:
@@ -117,6 +146,8 @@ def _step_peak(cfg, trace, trained, grads: int) -> int:
     working = 2 * trace.log.largest()  # the gradients into and out of the op backward is at
     forward = trace.log.total(with_blocks=False) + trace.cast_bytes + (grads if held else 0)
     step = grads + step_transient(cfg.optimizer_type, trained)
+    if cfg.fused_backward_pass:  # the optimizer steps inside backward, tensor by tensor
+        return max(backward + working + step, forward)
     return max(backward + working, forward, step)
 
 

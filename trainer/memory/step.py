@@ -81,7 +81,7 @@ class StepTrace:
     cast_bytes: int  # trained weights' compute-dtype copies that autocast caches in the forward
 
 
-def trace_step(cfg, placed: Placed) -> StepTrace:
+def trace_step(cfg, placed: Placed, watch_gradients: bool = True) -> StepTrace:
     """Forward of one batch as the loop runs it (text encoder when it learns, then the U-Net
     under autocast, then the loss), with every tensor saved for backward logged."""
     from ..train.text import TextSettings, encode
@@ -90,8 +90,9 @@ def trace_step(cfg, placed: Placed) -> StepTrace:
     device = precision.device
     unet, text_encoder = target.forward_unet(), target.forward_text_encoder()
     log = SavedLog(skip={storage_key(p) for p in placed.trained + placed.frozen})
-    log.watch_gradients(unet, {id(p) for p in placed.trained})
-    log.watch_gradients(text_encoder, {id(p) for p in placed.trained})
+    if watch_gradients:  # (not with fused_backward_pass: no gradient waits for the step)
+        log.watch_gradients(unet, {id(p) for p in placed.trained})
+        log.watch_gradients(text_encoder, {id(p) for p in placed.trained})
     _route_checkpointing(log, unet, text_encoder)
     if attention_kind(cfg) == "sliced":
         unet.set_attention_slice("auto")
