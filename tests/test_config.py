@@ -326,3 +326,27 @@ def test_a_config_version_that_is_not_a_version_is_named(tmp_path, version):
     path.write_text(json.dumps({"config_version": version}))
     with pytest.raises(UserError, match=r"odd.json: config_version .* is not a version number"):
         load_config(path)
+
+
+@pytest.mark.parametrize("index, text_config, expected", [
+    ({"text_encoder": [], "text_encoder_2": []}, {}, "1024"),
+    ({"text_encoder": []}, {"hidden_act": "quick_gelu"}, "512"),
+    ({"text_encoder": []}, {"hidden_act": "gelu"}, "512"),
+])
+def test_an_unset_resolution_becomes_the_base_models_native_size(tmp_path, index, text_config,
+                                                                  expected):
+    """SDXL trains around 1024 px unless told otherwise; SD 1.x/2.x-base around 512. Read from
+    the model folder's configs, before anything is loaded."""
+    model = tmp_path / "model"
+    (model / "text_encoder").mkdir(parents=True)
+    (model / "model_index.json").write_text(json.dumps(index))
+    (model / "text_encoder" / "config.json").write_text(json.dumps(text_config))
+    out = tmp_path / "resolved.toml"
+    common = ["--pretrained_model_name_or_path", str(model), "--output_dir", str(tmp_path),
+              "--train_data_dir", str(tmp_path), "--output_config", str(out)]
+    result = run_cli("db", *common)
+    assert result.returncode == 0, result.stderr
+    assert load_config(out).resolution == expected
+    result = run_cli("db", *common, "--resolution", "768,512")
+    assert result.returncode == 0, result.stderr
+    assert load_config(out).resolution == "768,512"

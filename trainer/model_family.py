@@ -13,6 +13,10 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models.family import Family as FamilyData
 
 # Prefixes of the original (LDM/SGM) single-file layout.
 XL_TEXT2 = "conditioner.embedders.1.model."  # SDXL's OpenCLIP bigG encoder
@@ -28,6 +32,21 @@ class Family:
     xl: bool
     v2: bool
     v_parameterization: bool
+
+    @property
+    def family(self) -> "FamilyData":
+        """The family's entry in the table of what differs between families."""
+        from .models.family import SD1, SD2, SD2_V, SDXL
+
+        if self.xl:
+            return SDXL
+        if self.v2:
+            return SD2_V if self.v_parameterization else SD2
+        return SD1
+
+    @property
+    def default_resolution(self) -> int:
+        return self.family.default_resolution
 
     @property
     def title(self) -> str:  # the same words as ModelBundle.family_title

@@ -80,11 +80,15 @@ def config_from_widgets(mode: str, raw: Mapping[str, Any]) -> tuple[Config, list
     return Config(mode, values), problems
 
 
-def check(mode: str, raw: Mapping[str, Any], *, check_paths: bool = True) -> tuple[Config, list[Problem]]:
+def check(mode: str, raw: Mapping[str, Any], *, check_paths: bool = True
+          ) -> tuple[Config, list[Problem]]:
     """What the Check button shows: unreadable values first, then validate()'s findings; and
-    the config as it will be trained (normalized), which Start writes and Print command shows."""
+    the config as it will be trained (normalized), which Start writes and Print command shows.
+    Without check_paths the paths may lie outside the allowed folders: the base model is then
+    not read (an unset resolution stays unset, and the trainer picks the model's own)."""
     cfg, problems = config_from_widgets(mode, raw)
-    return normalize(cfg), problems + validate(cfg, check_paths=check_paths)
+    return (normalize(cfg, read_model=check_paths),
+            problems + validate(cfg, check_paths=check_paths))
 
 
 def widget_values(cfg: Config) -> dict[str, Any]:

@@ -121,9 +121,10 @@ class Config:
         must_exist=True, expects="an sd-scripts dataset .toml file")
 
     # Dataset
-    resolution: str = opt("512", Group.DATASET,
+    resolution: str | None = opt(None, Group.DATASET,
         "Training size: N for N×N or 'W,H' such as 768,512; each divisible by 64. "
-        "With bucketing it is the largest area a bucket may have.")
+        "With bucketing it is the largest area a bucket may have. Default: the base model's "
+        "native size (512 for SD 1.x and 2.x-base, 768 for 2.x-v, 1024 for SDXL).")
     caption_extension: str = opt(".caption", Group.DATASET,
         "Extension of caption files beside the images (e.g. .caption or .txt). A caption "
         "replaces the folder's 'identifier class' prompt for that image.", subset=True)

@@ -46,8 +46,14 @@ def resolution_problem(width: int, height: int) -> str | None:
     return None
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    """'512' -> (512, 512); '768,512' -> (768, 512) as (width, height)."""
+FALLBACK_RESOLUTION = 512  # when the base model's native size cannot be read before loading
+
+
+def parse_resolution(text: str | None) -> tuple[int, int]:
+    """'512' -> (512, 512); '768,512' -> (768, 512) as (width, height); None (not resolved from
+    the model, see normalize) -> 512."""
+    if text is None:
+        return FALLBACK_RESOLUTION, FALLBACK_RESOLUTION
     parts = [p for p in str(text).split(",") if p != ""]
     if len(parts) not in (1, 2):
         raise ValueError(f"{text!r} is not N or W,H (e.g. 512 or 768,512)")
@@ -68,10 +74,13 @@ def looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or bool(re.match(r"^[A-Za-z]:", value))
 
 
-def normalize(cfg: Config) -> Config:
+def normalize(cfg: Config, *, read_model: bool = True) -> Config:
     """A copy of `cfg` with the settings that imply others applied (as sd-scripts does).
-    `cfg` itself is left as it is."""
+    `cfg` itself is left as it is. `read_model`: an unset resolution becomes the base model's
+    native size, read from the model's file header or folder configs (never its weights)."""
     done = cfg.copy()
+    if done.resolution is None and read_model:
+        done.resolution = str(native_resolution(done.pretrained_model_name_or_path))
     if done.use_8bit_adam and done.optimizer_type == "AdamW":
         done.optimizer_type = "AdamW8bit"
     if done.cache_latents_to_disk and not done.cache_latents:
@@ -94,6 +103,19 @@ def normalize(cfg: Config) -> Config:
     return done
 
 
+def native_resolution(model: str | None) -> int:
+    """The base model's native image side, or 512 when it cannot be told before loading (a
+    .ckpt, a hub id not in the local cache)."""
+    from ..model_family import NotDetected, detect
+
+    if not model:
+        return FALLBACK_RESOLUTION
+    try:
+        return detect(Path(model)).default_resolution
+    except (NotDetected, UserError, OSError):
+        return FALLBACK_RESOLUTION
+
+
 def _normalization_notes(cfg: Config):
     """What normalize() changes that the user should hear about."""
     ext = cfg.caption_extension
@@ -106,7 +128,7 @@ def validate(cfg: Config, *, check_paths: bool = True) -> list[Problem]:
     """Every problem of `cfg` (errors and warnings), judged as the trainer will see it (after
     normalize()). Changes nothing: call normalize() for the config to train with."""
     problems = list(_normalization_notes(cfg))
-    normalized = normalize(cfg)
+    normalized = normalize(cfg, read_model=check_paths)
     for check in _CHECKS:
         problems.extend(check(normalized))
     if check_paths:
