@@ -94,7 +94,10 @@ def trainer_config(args, model: str, images: Path, out: Path):
         "pretrained_model_name_or_path": model, "train_data_dir": str(images),
         "output_dir": str(out), "resolution": str(args.resolution),
         "train_batch_size": args.batch, "max_train_steps": args.warmup + args.steps,
-        "cache_latents": True, "seed": 0, "mixed_precision": args.mixed_precision,
+        # The VAE only fills the latent cache before the timed steps; float32 keeps that quick
+        # on CPUs, where bf16 convolutions are slow.
+        "cache_latents": True, "no_half_vae": True, "seed": 0,
+        "mixed_precision": args.mixed_precision,
         "optimizer_type": args.optimizer_type, "learning_rate": 1e-6,
         "gradient_checkpointing": args.gradient_checkpointing, "tokenizer": args.tokenizer}
     if args.mode == "lora":
