@@ -23,13 +23,18 @@ class LoRATarget(TrainingTarget):
         from ..networks import create_network_for_config
 
         cfg, device, dtype = self.cfg, self.precision.device, self.precision.compute_dtype
-        unet, text_encoder, vae = self.bundle.unet, self.bundle.text_encoder, self.bundle.vae
-        for module, module_dtype in ((unet, dtype), (text_encoder, dtype),
-                                     (vae, self.precision.vae_dtype)):
+        unet, vae = self.bundle.unet, self.bundle.vae
+        # SDXL has a second text encoder; both are frozen and get LoRA layers alike.
+        encoders = [self.bundle.text_encoder]
+        if self.bundle.text_encoder_2 is not None:
+            encoders.append(self.bundle.text_encoder_2)
+        frozen = [(unet, dtype)] + [(encoder, dtype) for encoder in encoders] + \
+            [(vae, self.precision.vae_dtype)]
+        for module, module_dtype in frozen:
             module.requires_grad_(False)
             module.eval()
             module.to(device=device, dtype=module_dtype)
-        setup = create_network_for_config(cfg, unet, text_encoder)
+        setup = create_network_for_config(cfg, unet, encoders)
         for note in setup.notes:
             self.warn(note)
         self.network = setup.network
@@ -51,9 +56,10 @@ class LoRATarget(TrainingTarget):
             unet.enable_gradient_checkpointing()
             unet.train()
             if self.trains_te:
-                text_encoder.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False})
-                text_encoder.train()
+                for encoder in encoders:
+                    encoder.gradient_checkpointing_enable(
+                        gradient_checkpointing_kwargs={"use_reentrant": False})
+                    encoder.train()
 
     def param_groups(self) -> list[dict]:
         return self._groups
@@ -73,7 +79,7 @@ class LoRATarget(TrainingTarget):
         from ..networks import build_metadata
 
         self.metadata = build_metadata(
-            self.cfg, self.network, v2=self.bundle.v2,
+            self.cfg, self.network, v2=self.bundle.v2, xl=self.bundle.xl,
             v_parameterization=self.bundle.v_parameterization, num_epochs=schedule.total_epochs,
             max_train_steps=schedule.total_steps,
             dataset=dataset.lora_facts(schedule.global_batch),
