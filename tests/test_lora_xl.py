@@ -274,9 +274,14 @@ def test_loras_of_the_other_family_are_refused_in_one_line(tiny_model, tiny_xl, 
                          "the base model is SDXL")
     assert not out.exists()
 
-    result = run_cli("lora-merge", "--lora", a, v1_file, "--out", tmp_path / "j.safetensors")
-    assert_clean_failure(result, "different base models", "xa.safetensors (SDXL)",
-                         "v1.safetensors (Stable Diffusion 1.x)")
+    from trainer.errors import UserError
+    from trainer.networks.merge import main as lora_merge
+
+    joined = tmp_path / "j.safetensors"  # the CLI's code path, without another process start
+    with pytest.raises(UserError, match=r"different base models: xa.safetensors \(SDXL\), "
+                                        r"v1.safetensors \(Stable Diffusion 1.x\)"):
+        lora_merge(["--lora", str(a), str(v1_file), "--out", str(joined)])
+    assert not joined.exists()
 
 
 # ---------------------------------------------------------------------- training setup
