@@ -254,6 +254,45 @@ def test_sdxl_loras_merge_into_one_and_resize(tiny_xl, xl_loras, tmp_path):
     assert len(report.loaded) == len(dj) and not report.unexpected
 
 
+def test_an_sdxl_file_with_diffusers_unet_names_loads_into_the_same_layers(tiny_xl, xl_loras,
+                                                                          tmp_path):
+    """Converters that keep diffusers' block names (lora_unet_down_blocks_…) for SDXL write
+    the same layers under other names; they load and merge as the SGM-named file does."""
+    import torch
+    from diffusers.loaders.lora_conversion_utils import _maybe_map_sgm_blocks_to_diffusers
+    from safetensors.torch import save_file
+
+    from trainer.networks import create_network_from_weights, merge_into, read_network_file
+
+    _, b = xl_loras  # attention layers only: diffusers' block renaming is the whole story
+    tensors, _ = read_network_file(b)
+    unet, encoders = xl_parts(tiny_xl)
+    # diffusers' own SGM -> diffusers block renumbering; it renames the block words later
+    renumbered = _maybe_map_sgm_blocks_to_diffusers(dict(tensors), unet.config)
+    words = (("input_blocks", "down_blocks"), ("middle_block", "mid_block"),
+             ("output_blocks", "up_blocks"))
+    renamed = {}
+    for key, value in renumbered.items():
+        for sgm, diffusers_word in words:
+            key = key.replace(sgm, diffusers_word)
+        renamed[key] = value
+    assert any(k.startswith("lora_unet_down_blocks_1_attentions_0_") for k in renamed)
+    assert not any("input_blocks" in k or "output_blocks" in k for k in renamed)
+    save_file(renamed, str(tmp_path / "diffusers-names.safetensors"))
+    ours, _ = create_network_from_weights(unet, encoders, b)
+    theirs, report = create_network_from_weights(unet, encoders,
+                                                 tmp_path / "diffusers-names.safetensors")
+    assert not report.unexpected and not report.missing
+    assert theirs.state_dict().keys() == ours.state_dict().keys()
+    for key, value in ours.state_dict().items():
+        assert torch.equal(theirs.state_dict()[key], value)
+    merged_ours, merged_theirs = xl_parts(tiny_xl)[0], xl_parts(tiny_xl)[0]
+    merge_into(merged_ours, encoders, b)
+    merge_into(merged_theirs, encoders, tmp_path / "diffusers-names.safetensors")
+    for (name, a), (_, c) in zip(merged_ours.named_parameters(), merged_theirs.named_parameters()):
+        assert torch.equal(a, c), name
+
+
 def test_loras_of_the_other_family_are_refused_in_one_line(tiny_model, tiny_xl, xl_loras,
                                                            tmp_path):
     from trainer.networks import create_network

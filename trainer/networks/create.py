@@ -63,13 +63,15 @@ def create_network(unet, text_encoders, *, dim: int, alpha: float, conv_dim: int
                                module_dropout, loraplus_lr_ratio)
     drops = dict(dropout=dropout, rank_dropout=rank_dropout, module_dropout=module_dropout)
     layers = []
-    for target in _targets(unet, text_encoders, train_unet, train_text_encoder,
-                           with_conv=conv_dim is not None):
+    targets = _targets(unet, text_encoders, train_unet, train_text_encoder,
+                       with_conv=conv_dim is not None)
+    for target in targets:
         # 3x3 convolutions are targets only when conv_dim is set
         rank, scale_alpha = (conv_dim, conv_alpha) if target.is_conv3x3 and conv_dim is not None \
             else (dim, alpha)
         layers.append(LoRAModule(target.lora_name, target.module, rank, scale_alpha, **drops))
-    return LoRANetwork(layers, settings, family=model_family(unet, text_encoders))
+    return LoRANetwork(layers, settings, family=model_family(unet, text_encoders),
+                       aliases=_aliases(targets))
 
 
 def create_network_from_weights(unet, text_encoders, weights: str | os.PathLike | Mapping, *,
@@ -89,12 +91,15 @@ def create_network_from_weights(unet, text_encoders, weights: str | os.PathLike 
     else:
         state_dict, _ = read_network_file(weights)
         label = label or os.path.basename(os.fspath(weights))
-    shapes = layer_shapes(state_dict)
     family = model_family(unet, text_encoders)
     check_compatible(state_dict, None, label, base_family=family)
+    targets = _targets(unet, text_encoders, train_unet, train_text_encoder, with_conv=True)
+    aliases = _aliases(targets)
+    state_dict = T.rename_aliases(state_dict, aliases)
+    shapes = layer_shapes(state_dict)
     drops = dict(dropout=dropout, rank_dropout=rank_dropout, module_dropout=module_dropout)
     layers = []
-    for target in _targets(unet, text_encoders, train_unet, train_text_encoder, with_conv=True):
+    for target in targets:
         if target.lora_name in shapes:
             rank, alpha = shapes[target.lora_name]
             layers.append(LoRAModule(target.lora_name, target.module, rank, alpha, **drops))
@@ -104,7 +109,7 @@ def create_network_from_weights(unet, text_encoders, weights: str | os.PathLike 
         raise UserError(f"none of the layers of {label} belong to this model's {parts}",
                         "check that the LoRA and the base model belong together")
     settings = _settings_from(layers, dropout, rank_dropout, module_dropout, loraplus_lr_ratio)
-    network = LoRANetwork(layers, settings, family=family)
+    network = LoRANetwork(layers, settings, family=family, aliases=aliases)
     return network, network.load_weights(state_dict, strict=False, label=label)
 
 
@@ -118,6 +123,10 @@ def _targets(unet, text_encoders, train_unet, train_text_encoder, with_conv):
     if train_unet and unet is not None:
         found += list(T.unet_targets(unet, with_conv=with_conv))
     return found
+
+
+def _aliases(targets) -> dict[str, str]:
+    return {target.alias: target.lora_name for target in targets if target.alias}
 
 
 def _settings_from(layers, dropout, rank_dropout, module_dropout, ratio) -> NetworkSettings:

@@ -59,11 +59,13 @@ class LoadReport:
 
 class LoRANetwork(nn.Module):
     def __init__(self, layers: Iterable[LoRAModule], settings: NetworkSettings,
-                 family: str | None = None):
+                 family: str | None = None, aliases: Mapping[str, str] | None = None):
         super().__init__()
         self.settings = settings
         # base model family the network was built on: "sd1", "sd2", "sdxl" (None: unknown)
         self.family = family
+        # other names files may give a layer: {file layer name: network layer name}
+        self.aliases = dict(aliases or {})
         self.unet_loras: list[LoRAModule] = []
         self.text_encoder_loras: list[LoRAModule] = []
         for layer in layers:
@@ -164,6 +166,7 @@ class LoRANetwork(nn.Module):
             state_dict, _ = read_network_file(source)
             label = label or Path(source).name
         check_compatible(state_dict, self, label)
+        state_dict = T.rename_aliases(state_dict, self.aliases)
         report = _match(self, state_dict, label)
         if not report.loaded:
             raise UserError(f"none of the {len(report.unexpected)} LoRA layers of {label} belong "

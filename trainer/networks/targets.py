@@ -13,7 +13,7 @@ whatever the installed transformers calls its modules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 UNET_PREFIX = "lora_unet"
 TEXT_ENCODER_PREFIX = "lora_te"
@@ -42,6 +42,8 @@ class Target:
     lora_name: str
     module: object  # torch.nn.Linear or torch.nn.Conv2d of the base model
     part: str  # "unet" or "text_encoder"
+    # SDXL U-Net layers: the diffusers-path name some converters write instead of the SGM one
+    alias: str | None = None
 
     @property
     def is_conv3x3(self) -> bool:
@@ -75,21 +77,22 @@ def unet_targets(unet, *, with_conv: bool) -> Iterator[Target]:
     """Attention-block layers; with `with_conv`, every layer of ResNet blocks and samplers too."""
     renamed = sgm_paths(unet) if is_xl_unet(unet) else {}
 
-    def file_path(module_path: str) -> str:
-        return renamed.get(module_path, module_path)
+    def target(module_path: str, module) -> Target:
+        if module_path not in renamed:
+            return Target(kohya_name(UNET_PREFIX, module_path), module, "unet")
+        return Target(kohya_name(UNET_PREFIX, renamed[module_path]), module, "unet",
+                      alias=kohya_name(UNET_PREFIX, module_path))
 
     for path, block in unet.named_modules():
         kind = type(block).__name__
         if kind == "Transformer2DModel":
             for child_path, child in block.named_modules():
                 if _is_layer(child) and _is_attention_layer(child_path):
-                    name = kohya_name(UNET_PREFIX, file_path(f"{path}.{child_path}"))
-                    yield Target(name, child, "unet")
+                    yield target(f"{path}.{child_path}", child)
         elif with_conv and kind in UNET_CONV_BLOCKS:
             for child_path, child in block.named_modules():
                 if child_path and _is_layer(child):
-                    name = kohya_name(UNET_PREFIX, file_path(f"{path}.{child_path}"))
-                    yield Target(name, child, "unet")
+                    yield target(f"{path}.{child_path}", child)
 
 
 def sgm_paths(unet) -> dict[str, str]:
@@ -104,6 +107,16 @@ def sgm_paths(unet) -> dict[str, str]:
     weights = {f"{path}.weight": path for path, module in unet.named_modules() if _is_layer(module)}
     exported = unet_to_ldm(weights, int(unet.config.layers_per_block))
     return {path: key[len(SGM_PREFIX):-len(".weight")] for key, path in exported.items()}
+
+
+def rename_aliases(state_dict: Mapping, aliases: Mapping[str, str]) -> dict:
+    """The state dict with aliased layer names (diffusers-path SDXL U-Net names) replaced by
+    the network's own; a file that already uses the network's names is returned as it is."""
+    renamed = {}
+    for key, value in state_dict.items():
+        layer, dot, rest = key.partition(".")
+        renamed[aliases.get(layer, layer) + dot + rest] = value
+    return renamed
 
 
 def _is_attention_layer(child_path: str) -> bool:
