@@ -31,12 +31,12 @@ def _layers(source: Source) -> dict[str, tuple]:
 
 
 def check_same_family(sources: list[Source]) -> None:
-    from .files import family, file_is_v2
+    from .files import families_clash, family_title, file_family
 
-    families = {s.label: file_is_v2(s.tensors) for s in sources}
-    known = {v for v in families.values() if v is not None}
-    if len(known) > 1:
-        listing = ", ".join(f"{label} ({family(v2)})" for label, v2 in families.items())
+    families = {s.label: file_family(s.tensors) for s in sources}
+    known = list(families.values())
+    if any(families_clash(a, b) for a in known for b in known):
+        listing = ", ".join(f"{label} ({family_title(f)})" for label, f in families.items())
         raise UserError(f"the LoRA files belong to different base models: {listing}",
                         "merge only LoRAs of one Stable Diffusion version")
 

@@ -1,4 +1,8 @@
-"""Building LoRA networks: from options, from the layer shapes of a file, or from a config."""
+"""Building LoRA networks: from options, from the layer shapes of a file, or from a config.
+
+`text_encoders` is the model's list of text encoders: one for SD 1.x/2.x (`lora_te_…` layers),
+two for SDXL (`lora_te1_…`, `lora_te2_…`). A single encoder module is accepted as well.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from .module import LoRAModule
 from .network import LoRANetwork, LoadReport, NetworkSettings
 
 
+def encoder_list(text_encoders) -> list:
+    """The text encoders as a list (None: none; one module: a list of it)."""
+    if text_encoders is None:
+        return []
+    if isinstance(text_encoders, (list, tuple)):
+        return [encoder for encoder in text_encoders if encoder is not None]
+    return [text_encoders]
+
+
 def base_is_v2(unet=None, text_encoder=None) -> bool | None:
     """SD 2.x has linear proj_in layers and a 1024-wide text encoder; SD 1.x neither."""
     if unet is not None:
@@ -23,7 +36,16 @@ def base_is_v2(unet=None, text_encoder=None) -> bool | None:
     return None
 
 
-def create_network(unet, text_encoder, *, dim: int, alpha: float, conv_dim: int | None = None,
+def model_family(unet=None, text_encoders=None) -> str | None:
+    """'sdxl', 'sd2', 'sd1', or None when neither part is given."""
+    encoders = encoder_list(text_encoders)
+    if len(encoders) > 1 or (unet is not None and T.is_xl_unet(unet)):
+        return "sdxl"
+    v2 = base_is_v2(unet, encoders[0] if encoders else None)
+    return None if v2 is None else ("sd2" if v2 else "sd1")
+
+
+def create_network(unet, text_encoders, *, dim: int, alpha: float, conv_dim: int | None = None,
                    conv_alpha: float | None = None, dropout: float | None = None,
                    rank_dropout: float | None = None, module_dropout: float | None = None,
                    loraplus_lr_ratio: float | None = None, train_unet: bool = True,
@@ -31,7 +53,7 @@ def create_network(unet, text_encoder, *, dim: int, alpha: float, conv_dim: int 
     """A fresh network (lora_up zero, so the model is unchanged until trained).
 
     Targets: the U-Net's attention blocks (to_q/k/v/out.0 of attn1/attn2, ff.net.0.proj,
-    ff.net.2, proj_in/proj_out) and the text encoder's q/k/v/out_proj and fc1/fc2. With
+    ff.net.2, proj_in/proj_out) and each text encoder's q/k/v/out_proj and fc1/fc2. With
     `conv_dim`, also every layer of the ResNet blocks and down/upsamplers (LoCon): the 3x3
     convolutions at conv_dim/conv_alpha, their linear and 1x1 companions at dim/alpha.
     """
@@ -41,16 +63,18 @@ def create_network(unet, text_encoder, *, dim: int, alpha: float, conv_dim: int 
                                module_dropout, loraplus_lr_ratio)
     drops = dict(dropout=dropout, rank_dropout=rank_dropout, module_dropout=module_dropout)
     layers = []
-    for target in _targets(unet, text_encoder, train_unet, train_text_encoder,
-                           with_conv=conv_dim is not None):
+    targets = _targets(unet, text_encoders, train_unet, train_text_encoder,
+                       with_conv=conv_dim is not None)
+    for target in targets:
         # 3x3 convolutions are targets only when conv_dim is set
         rank, scale_alpha = (conv_dim, conv_alpha) if target.is_conv3x3 and conv_dim is not None \
             else (dim, alpha)
         layers.append(LoRAModule(target.lora_name, target.module, rank, scale_alpha, **drops))
-    return LoRANetwork(layers, settings, v2=base_is_v2(unet, text_encoder))
+    return LoRANetwork(layers, settings, family=model_family(unet, text_encoders),
+                       aliases=_aliases(targets))
 
 
-def create_network_from_weights(unet, text_encoder, weights: str | os.PathLike | Mapping, *,
+def create_network_from_weights(unet, text_encoders, weights: str | os.PathLike | Mapping, *,
                                 dropout: float | None = None, rank_dropout: float | None = None,
                                 module_dropout: float | None = None,
                                 loraplus_lr_ratio: float | None = None, train_unet: bool = True,
@@ -67,11 +91,15 @@ def create_network_from_weights(unet, text_encoder, weights: str | os.PathLike |
     else:
         state_dict, _ = read_network_file(weights)
         label = label or os.path.basename(os.fspath(weights))
+    family = model_family(unet, text_encoders)
+    check_compatible(state_dict, None, label, base_family=family)
+    targets = _targets(unet, text_encoders, train_unet, train_text_encoder, with_conv=True)
+    aliases = _aliases(targets)
+    state_dict = T.rename_aliases(state_dict, aliases)
     shapes = layer_shapes(state_dict)
-    check_compatible(state_dict, None, label, v2=base_is_v2(unet, text_encoder))
     drops = dict(dropout=dropout, rank_dropout=rank_dropout, module_dropout=module_dropout)
     layers = []
-    for target in _targets(unet, text_encoder, train_unet, train_text_encoder, with_conv=True):
+    for target in targets:
         if target.lora_name in shapes:
             rank, alpha = shapes[target.lora_name]
             layers.append(LoRAModule(target.lora_name, target.module, rank, alpha, **drops))
@@ -81,17 +109,24 @@ def create_network_from_weights(unet, text_encoder, weights: str | os.PathLike |
         raise UserError(f"none of the layers of {label} belong to this model's {parts}",
                         "check that the LoRA and the base model belong together")
     settings = _settings_from(layers, dropout, rank_dropout, module_dropout, loraplus_lr_ratio)
-    network = LoRANetwork(layers, settings, v2=base_is_v2(unet, text_encoder))
+    network = LoRANetwork(layers, settings, family=family, aliases=aliases)
     return network, network.load_weights(state_dict, strict=False, label=label)
 
 
-def _targets(unet, text_encoder, train_unet, train_text_encoder, with_conv):
+def _targets(unet, text_encoders, train_unet, train_text_encoder, with_conv):
     found = []
-    if train_text_encoder and text_encoder is not None:
-        found += list(T.text_encoder_targets(text_encoder))
+    encoders = encoder_list(text_encoders)
+    if train_text_encoder:
+        for index, encoder in enumerate(encoders):
+            prefix = T.text_encoder_prefix(index, len(encoders))
+            found += list(T.text_encoder_targets(encoder, prefix))
     if train_unet and unet is not None:
         found += list(T.unet_targets(unet, with_conv=with_conv))
     return found
+
+
+def _aliases(targets) -> dict[str, str]:
+    return {target.alias: target.lora_name for target in targets if target.alias}
 
 
 def _settings_from(layers, dropout, rank_dropout, module_dropout, ratio) -> NetworkSettings:
@@ -131,7 +166,7 @@ def network_args(cfg) -> dict:
             if key in NETWORK_ARG_KEYS}
 
 
-def create_network_for_config(cfg, unet, text_encoder) -> NetworkSetup:
+def create_network_for_config(cfg, unet, text_encoders) -> NetworkSetup:
     """The network a `lora` run trains: options, network_args, network_weights, dim_from_weights."""
     extras = network_args(cfg)
     common = dict(dropout=cfg.network_dropout, rank_dropout=extras.get("rank_dropout"),
@@ -140,12 +175,12 @@ def create_network_for_config(cfg, unet, text_encoder) -> NetworkSetup:
                   train_unet=not cfg.network_train_text_encoder_only,
                   train_text_encoder=not cfg.network_train_unet_only)
     if cfg.network_weights and cfg.dim_from_weights:
-        network, report = create_network_from_weights(unet, text_encoder, cfg.network_weights,
+        network, report = create_network_from_weights(unet, text_encoders, cfg.network_weights,
                                                       **common)
         return NetworkSetup(network, report.notes(), extras)
     conv_dim = cfg.conv_dim if cfg.conv_dim is not None else extras.get("conv_dim")
     conv_alpha = cfg.conv_alpha if cfg.conv_alpha is not None else extras.get("conv_alpha")
-    network = create_network(unet, text_encoder, dim=cfg.network_dim, alpha=cfg.network_alpha,
+    network = create_network(unet, text_encoders, dim=cfg.network_dim, alpha=cfg.network_alpha,
                              conv_dim=conv_dim, conv_alpha=conv_alpha, **common)
     notes = []
     if cfg.network_weights:

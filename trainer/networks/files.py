@@ -2,6 +2,7 @@
 
 A kohya LoRA holds, for each layer, `<name>.lora_down.weight`, `<name>.lora_up.weight` and a
 0-dim `<name>.alpha`; `.safetensors` files also carry string metadata (ss_* keys).
+Base model families are named "sd1", "sd2" and "sdxl"; "sd" is SD 1.x or 2.x, not told apart.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ PRECISIONS = {"float": torch.float32, "fp32": torch.float32, "fp16": torch.float
               "bf16": torch.bfloat16}
 _DOWN = ".lora_down.weight"
 _TE_LAYER = re.compile(r"^lora_te_text_model_encoder_layers_(\d+)_")
+FAMILY_TITLES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
+                 "sdxl": "SDXL", "sd": "Stable Diffusion 1.x/2.x"}
 
 
 def to_dtype(precision: torch.dtype | str | None) -> torch.dtype | None:
@@ -49,7 +52,8 @@ def read_network_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     problem = describe_non_lora(state_dict)
     if problem:
         raise UserError(f"{path.name} {problem}", "give a LoRA file in kohya format "
-                        "(lora_unet_… / lora_te_… keys), such as the ones this trainer writes")
+                        "(lora_unet_… / lora_te_… / lora_te1_… keys), such as the ones this "
+                        "trainer writes")
     return state_dict, metadata
 
 
@@ -81,23 +85,21 @@ def _short(err: Exception) -> str:
 
 
 def describe_non_lora(state_dict: Mapping[str, object]) -> str | None:
-    """Why `state_dict` is not an SD 1.x/2.x kohya LoRA ("is a …"), or None when it is one."""
+    """Why `state_dict` is not a kohya LoRA ("is a …"), or None when it is one."""
     keys = list(state_dict)
     if not keys:
         return "holds no weights"
-    if any(k.startswith(("lora_te1_", "lora_te2_")) for k in keys):
-        return "is a LoRA for SDXL; only Stable Diffusion 1.x/2.x LoRAs fit"
     if any(".hada_w1_a" in k or ".lokr_w" in k for k in keys):
         return "is a LyCORIS LoHa/LoKr network; only LoRA/LoCon layers are supported"
     if any(k.endswith((".dora_scale", ".lora_mid.weight")) for k in keys):
         return "uses DoRA or CP-decomposed layers; only plain LoRA/LoCon layers are supported"
     if any(k.startswith(("unet.", "text_encoder.")) and ("lora" in k) for k in keys):
         return "is a diffusers/PEFT-format LoRA, not a kohya-format one"
-    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in keys) \
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "conditioner.")) for k in keys) \
             or any(k.startswith(("down_blocks.", "conv_in.")) for k in keys):
         return "is a Stable Diffusion model, not a LoRA"
     if not layer_names(state_dict):
-        return "is not a LoRA (no lora_unet_… or lora_te_… layers)"
+        return "is not a LoRA (no lora_unet_…, lora_te_… or lora_te1_/lora_te2_… layers)"
     return None
 
 
@@ -117,7 +119,7 @@ def layer_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int,
 
 
 def file_is_v2(state_dict: Mapping[str, torch.Tensor]) -> bool | None:
-    """Which base family a LoRA was trained on, from its shapes (None: cannot tell)."""
+    """Whether an SD 1.x/2.x LoRA was trained on SD 2.x, from its shapes (None: cannot tell)."""
     votes = set()
     for key, value in state_dict.items():
         if not key.endswith(_DOWN):
@@ -134,18 +136,53 @@ def file_is_v2(state_dict: Mapping[str, torch.Tensor]) -> bool | None:
     return votes.pop() if len(votes) == 1 else None
 
 
+def file_family(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """'sdxl', 'sd1', 'sd2', 'sd' (1.x or 2.x) or None (cannot tell) for a kohya LoRA.
+
+    SDXL files name their two text encoders lora_te1_/lora_te2_ and their U-Net layers by the
+    SGM blocks (input_blocks…); some converters write SDXL U-Nets with diffusers names, which
+    the 2048-wide cross-attention of SDXL gives away. A lora_te_ encoder means SD 1.x/2.x.
+    """
+    names = layer_names(state_dict)
+    if any(T.encoder_of(name) in ("te1", "te2") for name in names):
+        return "sdxl"
+    unet_prefixes = tuple(f"{T.UNET_PREFIX}_{block}_" for block in T.SGM_BLOCKS)
+    if any(name.startswith(unet_prefixes) for name in names):
+        return "sdxl"
+    if any(name.endswith("attn2_to_k") and state_dict[name + _DOWN].shape[1] == 2048
+           for name in names):
+        return "sdxl"
+    v2 = file_is_v2(state_dict)
+    if v2 is not None:
+        return "sd2" if v2 else "sd1"
+    return "sd" if any(T.encoder_of(name) == "te" for name in names) else None
+
+
+def family_title(family: str | None) -> str:
+    return FAMILY_TITLES.get(family or "", "unknown")
+
+
 def family(v2: bool | None) -> str:
-    return "unknown" if v2 is None else ("Stable Diffusion 2.x" if v2 else "Stable Diffusion 1.x")
+    """The title of SD 1.x (False) or 2.x (True)."""
+    return family_title(None if v2 is None else ("sd2" if v2 else "sd1"))
 
 
-def check_compatible(state_dict, network, label: str, v2: bool | None = None) -> None:
-    """UserError when the file was trained on the other base family than the model."""
-    model_v2 = network.v2 if network is not None else v2
-    file_v2 = file_is_v2(state_dict)
-    if model_v2 is not None and file_v2 is not None and model_v2 != file_v2:
-        raise UserError(f"{label} is a LoRA for {family(file_v2)}, but the base model is "
-                        f"{family(model_v2)}", "use a LoRA trained on this kind of base model, "
-                        "or the base model the LoRA was trained on")
+def families_clash(first: str | None, second: str | None) -> bool:
+    """True when two known families cannot share a LoRA ("sd" fits both sd1 and sd2)."""
+    if first is None or second is None or first == second:
+        return False
+    return "sdxl" in (first, second) or {first, second} == {"sd1", "sd2"}
+
+
+def check_compatible(state_dict, network, label: str, base_family: str | None = None) -> None:
+    """UserError when the file was trained on another base family than the model's
+    (`network`'s, or `base_family` without a network)."""
+    model_family = network.family if network is not None else base_family
+    lora_family = file_family(state_dict)
+    if families_clash(lora_family, model_family):
+        raise UserError(f"{label} is a LoRA for {family_title(lora_family)}, but the base model "
+                        f"is {family_title(model_family)}", "use a LoRA trained on this kind of "
+                        "base model, or the base model the LoRA was trained on")
 
 
 # ---------------------------------------------------------------------- writing

@@ -14,8 +14,8 @@ _JSON_KEYS = ("ss_tag_frequency", "ss_dataset_dirs", "ss_reg_dataset_dirs", "ss_
 
 def describe_file(path: str) -> dict:
     """Everything lora-info shows, as plain data (also for the GUI)."""
-    from .files import file_is_v2, layer_shapes, read_network_file
-    from .targets import part_of
+    from .files import file_family, layer_shapes, read_network_file
+    from .targets import encoder_of, part_of
 
     state_dict, metadata = read_network_file(path)
     layers = []
@@ -23,34 +23,53 @@ def describe_file(path: str) -> dict:
         down = state_dict[f"{name}.lora_down.weight"]
         kind = "linear" if down.dim() == 2 else \
             ("conv1x1" if tuple(down.shape[2:]) == (1, 1) else "conv3x3")
-        layers.append({"name": name, "part": part_of(name), "kind": kind, "rank": rank,
-                       "alpha": alpha})
+        layers.append({"name": name, "part": part_of(name), "encoder": encoder_of(name),
+                       "kind": kind, "rank": rank, "alpha": alpha})
     dtypes = Counter(str(v.dtype).replace("torch.", "") for v in state_dict.values())
-    v2 = file_is_v2(state_dict)
-    if v2 is None and metadata.get("ss_v2") in ("True", "False"):
-        v2 = metadata["ss_v2"] == "True"
     return {
         "file": str(path),
         "size_bytes": Path(path).stat().st_size,
         "dtype": dtypes.most_common(1)[0][0],
-        "base_model": {None: "unknown", False: "sd_v1", True: "sd_v2"}[v2],
+        "base_model": _base_model(file_family(state_dict), metadata),
         "parameters": sum(v.numel() for k, v in state_dict.items() if not k.endswith(".alpha")),
         "layers": layers,
         "metadata": metadata,
     }
 
 
+# base_model values: the names of ss_base_model_version, "unknown" when the file does not tell.
+_BASE_TITLES = {"sd_v1": "Stable Diffusion 1.x", "sd_v2": "Stable Diffusion 2.x",
+                "sdxl": "Stable Diffusion XL"}
+
+
+def _base_model(family: str | None, metadata: dict) -> str:
+    """sd_v1 / sd_v2 / sdxl from the layers; where they cannot tell, from the metadata."""
+    known = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl"}
+    if family in known:
+        return known[family]
+    if metadata.get("ss_base_model_version", "").startswith("sdxl"):
+        return "sdxl" if family is None else "unknown"  # "sd": a lora_te_ file is no SDXL one
+    if metadata.get("ss_v2") in ("True", "False"):
+        return "sd_v2" if metadata["ss_v2"] == "True" else "sd_v1"
+    return "unknown"
+
+
 def _summary_lines(info: dict) -> list[str]:
     layers = info["layers"]
     parts = Counter(layer["part"] for layer in layers)
+    encoders = Counter(layer.get("encoder") for layer in layers)
     kinds = Counter(layer["kind"] for layer in layers)
-    base = {"sd_v1": "Stable Diffusion 1.x", "sd_v2": "Stable Diffusion 2.x"}.get(
-        info["base_model"], "unknown")
+    base = _BASE_TITLES.get(info["base_model"], "unknown")
+    if encoders.get("te1") or encoders.get("te2"):
+        text = (f"text encoder 1 (CLIP-L) {encoders.get('te1', 0)}, "
+                f"text encoder 2 (OpenCLIP bigG) {encoders.get('te2', 0)}")
+    else:
+        text = f"text encoder {parts.get('text_encoder', 0)}"
     lines = [
         f"file:        {info['file']} ({info['size_bytes'] / 1e6:.1f} MB, {info['dtype']})",
         f"base model:  {base}",
-        f"layers:      {len(layers)} (U-Net {parts.get('unet', 0)}, text encoder "
-        f"{parts.get('text_encoder', 0)}; 3x3 convolutions {kinds.get('conv3x3', 0)})",
+        f"layers:      {len(layers)} (U-Net {parts.get('unet', 0)}, {text}; "
+        f"3x3 convolutions {kinds.get('conv3x3', 0)})",
     ]
     for label, group in (("rank/alpha:", [l for l in layers if l["kind"] != "conv3x3"]),
                          ("conv:", [l for l in layers if l["kind"] == "conv3x3"])):

@@ -13,17 +13,18 @@ from typing import Mapping
 from ..errors import UserError
 
 
-def merge_into(unet, text_encoder, weights: str | os.PathLike | Mapping, multiplier: float = 1.0,
+def merge_into(unet, text_encoders, weights: str | os.PathLike | Mapping, multiplier: float = 1.0,
                label: str | None = None) -> int:
     """Add a LoRA's weight deltas into the base layers in place; returns the layers merged.
 
+    text_encoders: the model's one text encoder (SD 1.x/2.x) or list of two (SDXL).
     Every layer of the file must find its base layer, or nothing is changed (UserError).
     """
     import torch
 
     from .create import create_network_from_weights
 
-    network, report = create_network_from_weights(unet, text_encoder, weights, label=label)
+    network, report = create_network_from_weights(unet, text_encoders, weights, label=label)
     label = report.source
     if report.unexpected:
         raise UserError(f"{len(report.unexpected)} layers of {label} have no place in the base "
@@ -141,10 +142,10 @@ def main(argv: list[str]) -> int:
 
     bundle = load_model(args.base, v2=args.v2 or None,
                         v_parameterization=args.v_parameterization or None, vae=args.vae,
-                        tokenizer=args.tokenizer)
+                        tokenizer=args.tokenizer, xl=True)
+    encoders = [bundle.text_encoder] + ([bundle.text_encoder_2] if bundle.xl else [])
     for path, weight, state_dict in files:
-        count = merge_into(bundle.unet, bundle.text_encoder, state_dict, weight,
-                           label=Path(path).name)
+        count = merge_into(bundle.unet, encoders, state_dict, weight, label=Path(path).name)
         print(f"merged {Path(path).name} at {weight:g}: {count} layers")
     save_as = args.save_model_as or guess_format(out)
     save_model(bundle, out, save_model_as=save_as, save_precision=args.save_precision)

@@ -37,7 +37,17 @@ _OPTION_KEYS = (
 )
 
 
-def base_model_version(v2: bool, v_parameterization: bool) -> str:
+# What sd-scripts writes for SDXL 1.0 base (its only SDXL model version).
+SDXL_MODEL_VERSION = "sdxl_base_v1-0"
+SDXL_ARCHITECTURE = "stable-diffusion-xl-v1-base"
+# modelspec.implementation of SDXL LoRAs: Stability's reference code, as sd-scripts declares.
+SDXL_IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"
+SDXL_RESOLUTION = (1024, 1024)
+
+
+def base_model_version(v2: bool, v_parameterization: bool, xl: bool = False) -> str:
+    if xl:
+        return SDXL_MODEL_VERSION
     return ("sd_v2" if v2 else "sd_v1") + ("_v" if v_parameterization else "")
 
 
@@ -58,15 +68,23 @@ def build_metadata(cfg, network, *, v2: bool, v_parameterization: bool, num_epoc
                    max_train_steps: int, dataset: DatasetFacts | None = None,
                    total_batch_size: int | None = None, optimizer: str | None = None,
                    network_args: Mapping[str, Any] | None = None,
-                   training_started_at: float | None = None) -> dict[str, str]:
+                   training_started_at: float | None = None,
+                   xl: bool | None = None) -> dict[str, str]:
     """Metadata for the LoRA files of one run (call once at the start; see `for_save`).
 
     dataset: the indexed dataset's facts (trainer.data.summary.dataset_facts); without it,
     only what the options say (sizes from cfg, no folders or counts).
+    xl: the base model is SDXL (sdxl_base_v1-0; ss_v2 and v_parameterization do not apply);
+    None: whatever the network was built on.
     """
     from ..data.summary import DatasetFacts
 
-    facts = dataset or DatasetFacts(resolution=_resolution(cfg.resolution),
+    if xl is None:
+        xl = bool(getattr(network, "xl", False))
+    if xl:
+        v2 = v_parameterization = False
+    default_size = SDXL_RESOLUTION if xl else (512, 512)
+    facts = dataset or DatasetFacts(resolution=_resolution(cfg.resolution, default_size),
                                     enable_bucket=bool(cfg.enable_bucket),
                                     min_bucket_reso=cfg.min_bucket_reso,
                                     max_bucket_reso=cfg.max_bucket_reso,
@@ -74,11 +92,11 @@ def build_metadata(cfg, network, *, v2: bool, v_parameterization: bool, num_epoc
     started = time.time() if training_started_at is None else training_started_at
     meta = _Keys({
         "ss_v2": bool(v2),
-        "ss_base_model_version": base_model_version(v2, v_parameterization),
+        "ss_base_model_version": base_model_version(v2, v_parameterization, xl),
         "ss_network_module": NETWORK_MODULE,
     })
     meta.update(_network_keys(network, network_args))
-    meta.update(_modelspec(cfg, v2, v_parameterization, started, facts.resolution))
+    meta.update(_modelspec(cfg, v2, v_parameterization, started, facts.resolution, xl))
     if cfg.no_metadata:
         return _strings(meta)
     meta.update({f"ss_{name}": cfg.get(name) for name in _OPTION_KEYS})
@@ -143,15 +161,17 @@ def _network_keys(network, network_args: Mapping[str, Any] | None) -> dict:
 
 
 def _modelspec(cfg, v2: bool, v_parameterization: bool, started: float,
-               resolution: tuple[int, int]) -> dict:
+               resolution: tuple[int, int], xl: bool) -> dict:
     arch = "stable-diffusion-v1"
-    if v2:
+    if xl:
+        arch = SDXL_ARCHITECTURE
+    elif v2:
         arch = "stable-diffusion-v2-768-v" if v_parameterization else "stable-diffusion-v2-512"
     width, height = resolution
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
         "modelspec.architecture": f"{arch}/lora",
-        "modelspec.implementation": "diffusers",
+        "modelspec.implementation": SDXL_IMPLEMENTATION if xl else "diffusers",
         "modelspec.title": cfg.output_name or "LoRA",
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.prediction_type": "v" if v_parameterization else "epsilon",
@@ -182,13 +202,15 @@ def _optimizer_text(cfg) -> str:
     return cfg.optimizer_type + (f"({args})" if args else "")
 
 
-def _resolution(text) -> tuple[int, int]:
+def _resolution(text, default: tuple[int, int]) -> tuple[int, int]:
     from ..config.validate import parse_resolution
 
+    if text in (None, ""):
+        return default
     try:
         return parse_resolution(str(text))
     except ValueError:
-        return 512, 512
+        return default
 
 
 def _strings(meta: Mapping[str, Any]) -> dict[str, str]:

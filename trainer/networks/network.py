@@ -1,4 +1,4 @@
-"""The LoRA network: every LoRA layer of one U-Net and text encoder, saved in kohya format.
+"""The LoRA network: every LoRA layer of one U-Net and its text encoder(s), saved in kohya format.
 
 The network's own state_dict already has the kohya key names
 (`lora_unet_…_to_q.lora_down.weight`, `….lora_up.weight`, `….alpha`), because each layer is
@@ -59,10 +59,13 @@ class LoadReport:
 
 class LoRANetwork(nn.Module):
     def __init__(self, layers: Iterable[LoRAModule], settings: NetworkSettings,
-                 v2: bool | None = None):
+                 family: str | None = None, aliases: Mapping[str, str] | None = None):
         super().__init__()
         self.settings = settings
-        self.v2 = v2  # base model family the network was built on (None: unknown)
+        # base model family the network was built on: "sd1", "sd2", "sdxl" (None: unknown)
+        self.family = family
+        # other names files may give a layer: {file layer name: network layer name}
+        self.aliases = dict(aliases or {})
         self.unet_loras: list[LoRAModule] = []
         self.text_encoder_loras: list[LoRAModule] = []
         for layer in layers:
@@ -71,6 +74,15 @@ class LoRANetwork(nn.Module):
             self.add_module(layer.lora_name, layer)
             part = T.part_of(layer.lora_name)
             (self.unet_loras if part == "unet" else self.text_encoder_loras).append(layer)
+
+    @property
+    def v2(self) -> bool | None:
+        """Built on SD 2.x (True), SD 1.x or SDXL (False), or unknown (None)."""
+        return None if self.family is None else self.family == "sd2"
+
+    @property
+    def xl(self) -> bool:
+        return self.family == "sdxl"
 
     @property
     def loras(self) -> list[LoRAModule]:
@@ -107,6 +119,7 @@ class LoRANetwork(nn.Module):
         """Optimizer parameter groups, each with "params", "lr" and a "name" for logging.
 
         A part whose learning rate resolves to 0 is frozen and left out, as in sd-scripts.
+        SDXL's two text encoders share the text encoder's group and rate, as in sd-scripts.
         With loraplus_lr_ratio the `lora_up` weights get their own group at lr × ratio.
         """
         groups = []
@@ -153,6 +166,7 @@ class LoRANetwork(nn.Module):
             state_dict, _ = read_network_file(source)
             label = label or Path(source).name
         check_compatible(state_dict, self, label)
+        state_dict = T.rename_aliases(state_dict, self.aliases)
         report = _match(self, state_dict, label)
         if not report.loaded:
             raise UserError(f"none of the {len(report.unexpected)} LoRA layers of {label} belong "

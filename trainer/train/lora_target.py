@@ -23,14 +23,15 @@ class LoRATarget(TrainingTarget):
         from ..networks import create_network_for_config
 
         cfg, device, dtype = self.cfg, self.precision.device, self.precision.compute_dtype
-        unet, text_encoder, vae = self.bundle.unet, self.bundle.text_encoder, self.bundle.vae
-        frozen = [(unet, dtype), *((encoder, dtype) for encoder in self.text_encoders()),
+        unet, vae = self.bundle.unet, self.bundle.vae
+        encoders = self.text_encoders()  # SDXL: both, frozen and given LoRA layers alike
+        frozen = [(unet, dtype), *((encoder, dtype) for encoder in encoders),
                   (vae, self.precision.vae_dtype)]
         for module, module_dtype in frozen:
             module.requires_grad_(False)
             module.eval()
             module.to(device=device, dtype=module_dtype)
-        setup = create_network_for_config(cfg, unet, text_encoder)
+        setup = create_network_for_config(cfg, unet, encoders)
         for note in setup.notes:
             self.warn(note)
         self.network = setup.network
@@ -52,7 +53,7 @@ class LoRATarget(TrainingTarget):
             unet.enable_gradient_checkpointing()
             unet.train()
             if self.trains_te:
-                for encoder in self.text_encoders():
+                for encoder in encoders:
                     encoder.gradient_checkpointing_enable(
                         gradient_checkpointing_kwargs={"use_reentrant": False})
                     encoder.train()
@@ -75,7 +76,7 @@ class LoRATarget(TrainingTarget):
         from ..networks import build_metadata
 
         self.metadata = build_metadata(
-            self.cfg, self.network, v2=self.bundle.v2,
+            self.cfg, self.network, v2=self.bundle.v2, xl=self.bundle.xl,
             v_parameterization=self.bundle.v_parameterization, num_epochs=schedule.total_epochs,
             max_train_steps=schedule.total_steps,
             dataset=dataset.lora_facts(schedule.global_batch),
