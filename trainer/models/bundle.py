@@ -37,10 +37,11 @@ class ModelBundle:
 
     @property
     def family_title(self) -> str:
-        if self.xl:
-            return "Stable Diffusion XL"
-        return "Stable Diffusion " + ("2.x" if self.v2 else "1.x") + (
-            " v-prediction" if self.v_parameterization else "")
+        from .family import SD1, family_of
+
+        family = family_of(self)
+        v_tuned_sd1 = family is SD1 and self.v_parameterization
+        return family.title + (" v-prediction" if v_tuned_sd1 else "")
 
     @property
     def prediction_type(self) -> str:

@@ -48,13 +48,19 @@ SDXL = Family("sdxl", "Stable Diffusion XL", 2, PENULTIMATE, False, True, True, 
 FAMILIES = (SD1, SD2, SD2_V, SDXL)
 
 
+def family_for(*, xl: bool, v2: bool, v_parameterization: bool) -> Family:
+    if xl:
+        return SDXL
+    if v2:
+        return SD2_V if v_parameterization else SD2
+    return SD1
+
+
 def family_of(bundle) -> Family:
     """The family of a loaded ModelBundle."""
-    if getattr(bundle, "text_encoder_2", None) is not None:
-        return SDXL
-    if getattr(bundle, "v2", False):
-        return SD2_V if getattr(bundle, "v_parameterization", False) else SD2
-    return SD1
+    return family_for(xl=getattr(bundle, "text_encoder_2", None) is not None,
+                      v2=getattr(bundle, "v2", False),
+                      v_parameterization=getattr(bundle, "v_parameterization", False))
 
 
 def prediction_type(bundle) -> str:

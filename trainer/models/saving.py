@@ -194,12 +194,9 @@ def _note_dropped(bundle: ModelBundle, why: str) -> None:
 
 def _modelspec(bundle: ModelBundle) -> dict:
     """Safetensors metadata tools read to recognise the model (Stability's model spec keys)."""
-    if bundle.xl:
-        arch = "stable-diffusion-xl-v1-base"
-    elif bundle.v2:
-        arch = "stable-diffusion-v2-768-v" if bundle.v_parameterization else "stable-diffusion-v2-512"
-    else:
-        arch = "stable-diffusion-v1"
+    from .family import family_of
+
+    arch = family_of(bundle).modelspec_architecture
     return {"modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": arch,
             "modelspec.prediction_type": "v" if bundle.v_parameterization else "epsilon",
             "modelspec.resolution": f"{bundle.resolution}x{bundle.resolution}"}

@@ -15,6 +15,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..models.family import family_for
+
 if TYPE_CHECKING:
     from ..data.summary import DatasetFacts
 
@@ -37,18 +39,14 @@ _OPTION_KEYS = (
 )
 
 
-# What sd-scripts writes for SDXL 1.0 base (its only SDXL model version).
-SDXL_MODEL_VERSION = "sdxl_base_v1-0"
-SDXL_ARCHITECTURE = "stable-diffusion-xl-v1-base"
 # modelspec.implementation of SDXL LoRAs: Stability's reference code, as sd-scripts declares.
 SDXL_IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"
 SDXL_RESOLUTION = (1024, 1024)
 
 
 def base_model_version(v2: bool, v_parameterization: bool, xl: bool = False) -> str:
-    if xl:
-        return SDXL_MODEL_VERSION
-    return ("sd_v2" if v2 else "sd_v1") + ("_v" if v_parameterization else "")
+    version = family_for(xl=xl, v2=v2, v_parameterization=False).base_model_version
+    return version + ("_v" if v_parameterization and not xl else "")
 
 
 class _Keys(dict):
@@ -162,11 +160,7 @@ def _network_keys(network, network_args: Mapping[str, Any] | None) -> dict:
 
 def _modelspec(cfg, v2: bool, v_parameterization: bool, started: float,
                resolution: tuple[int, int], xl: bool) -> dict:
-    arch = "stable-diffusion-v1"
-    if xl:
-        arch = SDXL_ARCHITECTURE
-    elif v2:
-        arch = "stable-diffusion-v2-768-v" if v_parameterization else "stable-diffusion-v2-512"
+    arch = family_for(xl=xl, v2=v2, v_parameterization=v_parameterization).modelspec_architecture
     width, height = resolution
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
