@@ -262,6 +262,10 @@ def _memory_savers(cfg: Config):
         yield Problem("fused_backward_pass", "cannot skip a step whose fp16 gradients overflowed "
                       "(weights are already updated when the overflow shows); use "
                       "mixed_precision=bf16 (with full_bf16) or drop fused_backward_pass")
+    if cfg.optimizer_type == "Prodigy":
+        yield Problem("fused_backward_pass", "gives each weight its own Prodigy step-size estimate "
+                      "(not one for the whole model), so training differs from a run without it",
+                      "warning")
     if cfg.num_processes > 1:
         yield Problem("fused_backward_pass", "works on one GPU only (each weight is updated before "
                       "the GPUs have averaged its gradient); set num_processes=1 or drop "
