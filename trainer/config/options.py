@@ -203,6 +203,54 @@ class Config:
     min_snr_gamma: float | None = opt(None, Group.TRAINING,
         "Min-SNR loss weighting (5 is the paper's value): faster, steadier convergence.",
         minimum=0.0, advanced=True)
+    noise_offset_random_strength: bool = opt(False, Group.TRAINING,
+        "Draw the offset-noise strength of each sample at random between 0 and noise_offset.",
+        advanced=True)
+    adaptive_noise_scale: float | None = opt(None, Group.TRAINING,
+        "Add this times the mean absolute value of each latent channel to noise_offset "
+        "(needs noise_offset; may be negative).", advanced=True)
+    multires_noise_iterations: int | None = opt(None, Group.TRAINING,
+        "Multi-resolution (pyramid) noise with this many levels (6-10 is usual).",
+        minimum=1, advanced=True)
+    multires_noise_discount: float = opt(0.3, Group.TRAINING,
+        "Weight factor of each coarser level of multires noise (no effect without "
+        "multires_noise_iterations).", minimum=0.0, maximum=1.0, advanced=True)
+    ip_noise_gamma: float | None = opt(None, Group.TRAINING,
+        "Input perturbation: add this much extra noise to the model's input only "
+        "(around 0.1; arxiv.org/abs/2301.11706).", minimum=0.0, advanced=True)
+    ip_noise_gamma_random_strength: bool = opt(False, Group.TRAINING,
+        "Draw the input-perturbation strength of each sample at random between 0 and "
+        "ip_noise_gamma.", advanced=True)
+    min_timestep: int | None = opt(None, Group.TRAINING,
+        "Smallest training timestep (0-999; default 0).", minimum=0, maximum=999,
+        advanced=True)
+    max_timestep: int | None = opt(None, Group.TRAINING,
+        "Largest training timestep, exclusive (1-1000; default 1000). Equal to min_timestep: "
+        "train at that one timestep.", minimum=1, maximum=1000, advanced=True)
+    zero_terminal_snr: bool = opt(False, Group.TRAINING,
+        "Rescale the noise schedule so its last timestep is pure noise (zero SNR; "
+        "arxiv.org/abs/2305.08891). Meant for v-prediction.", advanced=True)
+    loss_type: str = opt("l2", Group.TRAINING,
+        "Loss between prediction and target: l2 (squared error), l1, huber or smooth_l1.",
+        choices=("l1", "l2", "huber", "smooth_l1"), advanced=True)
+    huber_c: float = opt(0.1, Group.TRAINING,
+        "Threshold of the huber and smooth_l1 losses (see huber_schedule).",
+        minimum=0.0, advanced=True)
+    huber_schedule: str = opt("snr", Group.TRAINING,
+        "How the huber threshold follows the timestep: constant, exponential or snr.",
+        choices=("constant", "exponential", "snr"), advanced=True)
+    huber_scale: float = opt(1.0, Group.TRAINING,
+        "Multiplies the huber threshold of the constant and exponential schedules.",
+        minimum=0.0, advanced=True)
+    debiased_estimation_loss: bool = opt(False, Group.TRAINING,
+        "Weight the loss by 1/sqrt(SNR) (1/(SNR+1) for v-prediction): debiased estimation.",
+        advanced=True)
+    scale_v_pred_loss_like_noise_pred: bool = opt(False, Group.TRAINING,
+        "Scale the v-prediction loss by SNR/(SNR+1) so it weighs timesteps like the noise "
+        "loss. Needs v_parameterization.", advanced=True)
+    v_pred_like_loss: float | None = opt(None, Group.TRAINING,
+        "Add this times a v-prediction-like loss (the loss divided by SNR/(SNR+1)). Not with "
+        "v_parameterization.", minimum=0.0, advanced=True)
 
     # Optimizer & schedule
     learning_rate: float = opt(2e-6, Group.OPTIMIZER,

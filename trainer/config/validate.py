@@ -269,8 +269,62 @@ def _model_flags(cfg: Config):
                       "SD 1.x models", "warning")
 
 
+def _memory_savers(cfg: Config):
+    if not cfg.fused_backward_pass or cfg.mode != "db":
+        return
+    if cfg.gradient_accumulation_steps > 1:
+        yield Problem("fused_backward_pass", "steps each weight during the backward pass, so it "
+                      "cannot accumulate gradients; set gradient_accumulation_steps=1 or drop "
+                      "fused_backward_pass")
+    if cfg.max_grad_norm:
+        yield Problem("fused_backward_pass", "never holds all gradients at once, so it cannot clip "
+                      f"their norm (max_grad_norm={cfg.max_grad_norm:g}); set max_grad_norm=0 or "
+                      "drop fused_backward_pass")
+    if cfg.mixed_precision == "fp16":
+        yield Problem("fused_backward_pass", "cannot skip a step whose fp16 gradients overflowed "
+                      "(weights are already updated when the overflow shows); use "
+                      "mixed_precision=bf16 (with full_bf16) or drop fused_backward_pass")
+    if cfg.optimizer_type == "Prodigy":
+        yield Problem("fused_backward_pass", "gives each weight its own Prodigy step-size estimate "
+                      "(not one for the whole model), so training differs from a run without it",
+                      "warning")
+    if cfg.num_processes > 1:
+        yield Problem("fused_backward_pass", "works on one GPU only (each weight is updated before "
+                      "the GPUs have averaged its gradient); set num_processes=1 or drop "
+                      "fused_backward_pass")
+
+
+def _noise_and_loss(cfg: Config):
+    """sd-scripts' rules for the noise, timestep and loss options (train_util.verify_training_args)."""
+    if cfg.adaptive_noise_scale is not None and not cfg.noise_offset:
+        yield Problem("adaptive_noise_scale", "needs noise_offset; set noise_offset (e.g. 0.05) or "
+                      "drop adaptive_noise_scale")
+    if cfg.noise_offset_random_strength and not cfg.noise_offset:
+        yield Problem("noise_offset_random_strength", "has no effect without noise_offset",
+                      "warning")
+    if cfg.ip_noise_gamma_random_strength and not cfg.ip_noise_gamma:
+        yield Problem("ip_noise_gamma_random_strength", "has no effect without ip_noise_gamma",
+                      "warning")
+    low, high = cfg.min_timestep, cfg.max_timestep
+    if low is not None and high is not None and low > high:
+        yield Problem("min_timestep", f"{low} is larger than max_timestep {high}; give "
+                      "min_timestep <= max_timestep (equal pins one timestep)")
+    if cfg.scale_v_pred_loss_like_noise_pred and not cfg.v_parameterization:
+        yield Problem("scale_v_pred_loss_like_noise_pred", "works only with v_parameterization; set "
+                      "v_parameterization or drop scale_v_pred_loss_like_noise_pred")
+    if cfg.v_pred_like_loss and cfg.v_parameterization:
+        yield Problem("v_pred_like_loss", "cannot be used with v_parameterization (the loss is "
+                      "already a v loss); drop one of them")
+    if cfg.zero_terminal_snr and not cfg.v_parameterization:
+        yield Problem("zero_terminal_snr", "without v_parameterization the model cannot predict "
+                      "the noise at the last timestep; training will be unexpected", "warning")
+    if cfg.loss_type in ("huber", "smooth_l1") and cfg.huber_c <= 0:
+        yield Problem("huber_c", f"{cfg.huber_c:g} must be above 0 for loss_type={cfg.loss_type}; "
+                      "0.1 is the usual value")
+
+
 _CHECKS = (_required, _resolution, _augmentation, _precision, _optimizer, _saving, _network,
-           _model_flags)
+           _model_flags, _memory_savers, _noise_and_loss)
 
 # Options whose value must name something on disk (declared with must_exist=True).
 _EXISTING = [o for o in BY_NAME.values() if o.must_exist and o.path in ("dir", "file")]

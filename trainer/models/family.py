@@ -30,6 +30,10 @@ class Family:
     base_model_version: str  # ss_base_model_version in LoRA metadata
     modelspec_architecture: str
 
+    # Its VAE gives NaN latents in fp16: a VAE config's force_upcast is honoured (sd-scripts and
+    # diffusers' SDXL scripts keep it in float32). SD 1.x/2.x VAEs are fine in fp16.
+    vae_overflows_in_fp16: bool = False
+
     @property
     def text_encoder_names(self) -> tuple[str, ...]:
         return ("text_encoder", "text_encoder_2")[:self.text_encoders]
@@ -43,7 +47,7 @@ SD2 = Family("sd2", "Stable Diffusion 2.x", 1, LAST, True, False, False, 512, 0.
 SD2_V = Family("sd2-v", "Stable Diffusion 2.x v-prediction", 1, LAST, True, False, False, 768,
                0.18215, "sd_v2", "stable-diffusion-v2-768-v")
 SDXL = Family("sdxl", "Stable Diffusion XL", 2, PENULTIMATE, False, True, True, 1024, 0.13025,
-              "sdxl_base_v1-0", "stable-diffusion-xl-v1-base")
+              "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", vae_overflows_in_fp16=True)
 
 FAMILIES = (SD1, SD2, SD2_V, SDXL)
 

@@ -106,9 +106,8 @@ def build_loop(session) -> TrainingLoop:
 
         sampler = SampleMaker(SampleSettings.for_run(cfg, s.run_dir), s.bundle, s.target,
                               conditioning, s.precision, s.reporter, enabled=s.procs.is_main)
-    objective = Objective(s.noise_scheduler, s.bundle.v_parameterization, cfg.seed,
-                          cfg.noise_offset, cfg.min_snr_gamma,
-                          size_conditioning=family_of(s.bundle).size_conditioning)
+    objective = Objective.for_run(cfg, s.noise_scheduler, s.bundle.v_parameterization,
+                                  size_conditioning=family_of(s.bundle).size_conditioning)
     runner = StepRunner(s.procs, s.target, s.precision, s.bundle.vae, objective, conditioning,
                         s.optimizer, s.lr_scheduler, max_grad_norm=cfg.max_grad_norm)
     retention = Retention(cfg.save_last_n_epochs, cfg.save_last_n_steps,

@@ -37,7 +37,8 @@ class LoRATarget(TrainingTarget):
         self.network = setup.network
         self.network_args = setup.args
         self.network.apply()
-        self.network.to(device=device, dtype=torch.float32)
+        # float32 unless full_fp16/full_bf16 keep the trained weights in half precision
+        self.network.to(device=device, dtype=self.precision.train_dtype)
         self.network.train()
         self._groups = self.network.param_groups(cfg.unet_lr, cfg.text_encoder_lr,
                                                  cfg.learning_rate)

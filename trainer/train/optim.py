@@ -65,7 +65,21 @@ def _half_params(param_groups: list[dict]) -> bool:
     return any(p.dtype == torch.float16 for group in param_groups for p in group["params"])
 
 
-def build_optimizer(name: str, param_groups: list[dict], lr: float, extra_args: list[str]):
+def build_optimizer(name: str, param_groups: list[dict], lr: float, extra_args: list[str], *,
+                    fused_backward: bool = False):
+    """The optimizer `name` over `param_groups`; with fused_backward one of it per weight,
+    stepped during the backward pass (see fused_backward.py)."""
+    if fused_backward:
+        from .fused_backward import FusedBackwardOptimizer
+
+        for group in param_groups:  # the schedule reads and sets each group's rate
+            group.setdefault("lr", lr)
+        return FusedBackwardOptimizer(
+            param_groups, lambda groups: _build_one(name, groups, lr, extra_args))
+    return _build_one(name, param_groups, lr, extra_args)
+
+
+def _build_one(name: str, param_groups: list[dict], lr: float, extra_args: list[str]):
     cls, defaults = _factory(name)
     if name == "AdamW" and _half_params(param_groups):
         # full_fp16: torch's AdamW would keep its moments in float16, where eps (1e-8) rounds

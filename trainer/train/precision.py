@@ -15,7 +15,7 @@ DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class Precision:
     device: torch.device
     compute_dtype: torch.dtype  # autocast dtype, and the dtype of frozen parts
-    train_dtype: torch.dtype  # dtype of the trained weights (float32 unless full_fp16)
+    train_dtype: torch.dtype  # dtype of the trained weights (float32 unless full_fp16/bf16)
     vae_dtype: torch.dtype
     scaler: Any  # torch.amp.GradScaler for fp16, else None
 
@@ -39,19 +39,46 @@ def _allow_fp16_unscale(scaler) -> None:
     scaler._unscale_grads_ = unscale
 
 
-def setup_precision(cfg, device: torch.device, warn) -> Precision:
+def _train_dtype(cfg, compute: torch.dtype, warn) -> torch.dtype:
+    """The trained weights' dtype: float32, or the compute dtype with full_fp16 / full_bf16."""
+    if cfg.full_fp16:
+        return torch.float16
+    if cfg.full_bf16:
+        if compute != torch.bfloat16:  # the GPU fell back to fp16
+            warn("full_bf16 needs bf16, which this GPU lacks; the trained weights stay float32")
+            return torch.float32
+        return torch.bfloat16
+    return torch.float32
+
+
+def _vae_dtype(cfg, compute: torch.dtype, vae, warn) -> torch.dtype:
+    """float32 with no_half_vae, and under fp16 for a VAE whose config asks for it
+    (force_upcast: SDXL's VAE overflows to NaN latents in fp16)."""
+    if cfg.no_half_vae:
+        return torch.float32
+    config = getattr(vae, "config", None) or {}
+    if compute == torch.float16 and config.get("force_upcast", False):
+        warn("the VAE runs in float32 under fp16, as with no_half_vae, because its config "
+               "sets force_upcast (it may give NaN latents in fp16)")
+        return torch.float32
+    return compute
+
+
+def setup_precision(cfg, device: torch.device, warn, vae=None) -> Precision:
+    """`vae`: the VAE of a family whose VAE overflows in fp16, whose config may then ask for
+    float32 (reported through `warn`); None otherwise."""
     compute = DTYPES[cfg.mixed_precision]
     if compute == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         warn("this GPU has no bf16 support; training in fp16 instead (mixed_precision=fp16)")
         compute = torch.float16
-    train = torch.float16 if cfg.full_fp16 else torch.float32
-    vae = torch.float32 if cfg.no_half_vae else compute
+    train = _train_dtype(cfg, compute, warn)
+    vae_dtype = _vae_dtype(cfg, compute, vae, warn)
     scaler = None
     if compute == torch.float16:
         scaler = torch.amp.GradScaler(device.type)
         if cfg.full_fp16:
             _allow_fp16_unscale(scaler)
-    return Precision(device, compute, train, vae, scaler)
+    return Precision(device, compute, train, vae_dtype, scaler)
 
 
 def peak_memory(device: torch.device) -> dict[str, int]:

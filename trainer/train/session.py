@@ -175,7 +175,10 @@ class Session:
         from .precision import setup_attention, setup_precision
         from .targets import DreamBoothTarget, TrainingTarget
 
-        precision = setup_precision(self.cfg, device, reporter.warning)
+        from ..models.family import family_of
+
+        vae = bundle.vae if family_of(bundle).vae_overflows_in_fp16 else None
+        precision = setup_precision(self.cfg, device, reporter.warning, vae=vae)
         attention = setup_attention(self.cfg, bundle.unet, device, reporter.warning)
         target: TrainingTarget
         if self.cfg.mode == "lora":
@@ -209,7 +212,8 @@ class Session:
         param_groups = target.param_groups()
         group_names = [g.pop("name") for g in param_groups]
         optimizer = build_optimizer(cfg.optimizer_type, param_groups, cfg.learning_rate,
-                                    cfg.optimizer_args)
+                                    cfg.optimizer_args,
+                                    fused_backward=cfg.mode == "db" and cfg.fused_backward_pass)
         lr_scheduler = build_scheduler(
             cfg.lr_scheduler, optimizer, warmup_steps=cfg.lr_warmup_steps,
             total_steps=schedule.total_steps, num_cycles=cfg.lr_scheduler_num_cycles,

@@ -11,7 +11,8 @@ import torch
 
 from .feed import Group, LocalBatch
 from .latents import batch_latents
-from .noise import combine, draw_noise, min_snr_weights, per_sample_loss, target_for
+from .noise import (LossOptions, NoiseOptions, combine, draw_noise, enforce_zero_terminal_snr,
+                    huber_threshold, loss_weights, per_sample_loss, target_for)
 from .processes import Processes
 from .schedule import Position
 from .seeding import seed_step
@@ -28,10 +29,18 @@ class Objective:
     noise_scheduler: Any  # diffusers DDPMScheduler
     v_prediction: bool
     seed: int  # noise and timesteps come from (seed, epoch, sample position)
-    noise_offset: float | None
-    min_snr_gamma: float | None
+    noise: NoiseOptions = NoiseOptions()
+    loss: LossOptions = LossOptions()
     # SDXL: the U-Net also gets the pooled text and each sample's size facts (time_ids)
     size_conditioning: bool = False
+
+    @classmethod
+    def for_run(cls, cfg, noise_scheduler, v_prediction: bool, *,
+                size_conditioning: bool = False) -> Objective:
+        if cfg.zero_terminal_snr:
+            enforce_zero_terminal_snr(noise_scheduler)
+        return cls(noise_scheduler, v_prediction, cfg.seed, NoiseOptions.from_config(cfg),
+                   LossOptions.from_config(cfg), size_conditioning)
 
 
 class StepRunner:
@@ -44,6 +53,14 @@ class StepRunner:
         self.optimizer, self.lr_scheduler, self.max_grad_norm = optimizer, lr_scheduler, max_grad_norm
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.alphas_cumprod = objective.noise_scheduler.alphas_cumprod
+        # fused_backward_pass: the weights were already stepped by the backward pass
+        self.fused_backward = hasattr(_unwrap_optimizer(optimizer), "per_parameter")
+        if self.fused_backward and procs.world > 1:
+            from ..errors import UserError
+
+            raise UserError("fused_backward_pass works on one GPU only (each weight is updated "
+                            "before the GPUs have averaged its gradient)",
+                            "train with one process or drop fused_backward_pass")
 
     def step(self, group: Group, position: Position) -> float:
         """Train on the group and advance the position; returns the loss."""
@@ -90,20 +107,30 @@ class StepRunner:
             extra["added_cond_kwargs"] = {"text_embeds": text.pooled,
                                           "time_ids": batch["time_ids"].to(device, torch.float32)}
         draw = draw_noise(latents, keys, num_timesteps=scheduler.config.num_train_timesteps,
-                          noise_offset=objective.noise_offset or 0.0)
-        noisy = scheduler.add_noise(latents, draw.noise, draw.timesteps)
+                          options=objective.noise)
+        noisy = scheduler.add_noise(latents, draw.noise_for_input, draw.timesteps)
         with self.precision.autocast():
             prediction = self.target.forward_unet()(noisy, draw.timesteps, text.hidden,
                                                     **extra).sample
         target = target_for(scheduler, latents, draw.noise, draw.timesteps, objective.v_prediction)
-        losses = per_sample_loss(prediction, target)
-        if objective.min_snr_gamma:
-            losses = losses * min_snr_weights(self.alphas_cumprod, draw.timesteps,
-                                              objective.min_snr_gamma, objective.v_prediction)
+        losses = self._weighted_losses(prediction, target, draw.timesteps)
         weights = batch["loss_weights"].to(device)
         if local.dummy:
             weights = torch.zeros_like(weights)
         return combine(losses, weights, global_count=global_count, world_size=self.procs.world)
+
+    def _weighted_losses(self, prediction: torch.Tensor, target: torch.Tensor,
+                         timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of loss_type with the SNR weightings (noise.loss_weights)."""
+        options = self.objective.loss
+        threshold = None
+        if options.loss_type in ("huber", "smooth_l1"):
+            threshold = huber_threshold(
+                options, self.alphas_cumprod, timesteps,
+                self.objective.noise_scheduler.config.num_train_timesteps)
+        losses = per_sample_loss(prediction, target, options.loss_type, threshold)
+        return loss_weights(options, self.alphas_cumprod, timesteps, losses,
+                            self.objective.v_prediction)
 
     def _backward(self, loss: torch.Tensor) -> None:
         scaler = self.precision.scaler
@@ -127,6 +154,10 @@ class StepRunner:
             offset += grad.numel()
 
     def _optimizer_step(self) -> None:
+        if self.fused_backward:
+            self.optimizer.step()  # nothing left to step; keeps the schedule's step count
+            self.lr_scheduler.step()
+            return
         self._average_gradients()
         scaler = self.precision.scaler
         if self.max_grad_norm:
@@ -144,3 +175,7 @@ class StepRunner:
 
     def learning_rates(self, names: list[str]) -> dict[str, float]:
         return {name: group["lr"] for name, group in zip(names, self.optimizer.param_groups)}
+
+
+def _unwrap_optimizer(optimizer):
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer
