@@ -167,6 +167,16 @@ def test_kohya_ss_gui_config_maps_to_our_options():
     assert not [p for p in validate(cfg, check_paths=False) if p.option not in REQUIRED and p.level == "error"]
 
 
+def test_kohya_sdxl_config_imports_without_a_family_warning_and_flux_gets_one():
+    """SDXL is trained here (told from the model's weights); Flux is not."""
+    sdxl = import_kohya({"sdxl": True, "LoRA_type": "Standard", "network_dim": 16,
+                         "max_resolution": "1024,1024"})
+    assert sdxl.values["resolution"] == "1024,1024"
+    assert not any("SDXL" in note or "sdxl" in note for note in sdxl.notes)
+    flux = import_kohya({"flux1_checkbox": True, "LoRA_type": "Standard", "network_dim": 16})
+    assert any("Flux config" in note for note in flux.notes)
+
+
 def test_kohya_standard_lora_ignores_conv_and_converts_percentages():
     result = import_kohya({"LoRA_type": "Standard", "conv_dim": 8, "max_train_steps": 1000,
                            "lr_warmup": 10, "network_dim": 8, "optimizer": "DAdaptation"})

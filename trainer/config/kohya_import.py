@@ -122,10 +122,13 @@ class _Importer:
 
     # -- fields that need more than a rename
     def _model_family(self) -> None:
-        for key, family in (("sdxl", "SDXL"), ("sd3_checkbox", "SD3"), ("flux1_checkbox", "Flux")):
+        # SDXL is told from the base model's weights here, so kohya's "sdxl" checkbox needs no
+        # equivalent; the families this trainer does not train are worth a note.
+        for key, family in (("sd3_checkbox", "SD3"), ("flux1_checkbox", "Flux")):
             if self.data.get(key) is True:
                 self.result.notes.append(f"this is an {family} config; this trainer trains Stable "
-                                         "Diffusion 1.x/2.x, so check the base model and resolution")
+                                         "Diffusion 1.x/2.x/XL, so check the base model and "
+                                         "resolution")
 
     def _lora_type(self) -> None:
         lora_type = self.data.get("LoRA_type")
