@@ -58,8 +58,9 @@ def events(out: Path) -> list[dict]:
 def weights(folder: Path) -> dict:
     from trainer.models import load_model
 
-    bundle = load_model(str(folder))
-    return {f"{part}.{k}": v.clone() for part in ("unet", "text_encoder")
+    bundle = load_model(str(folder), xl=True)
+    parts = ("unet", "text_encoder") + (("text_encoder_2",) if bundle.xl else ())
+    return {f"{part}.{k}": v.clone() for part in parts
             for k, v in getattr(bundle, part).state_dict().items()}
 
 
@@ -129,6 +130,40 @@ def test_lora_with_num_processes_matches_one_process(tiny_model, dataset, tmp_pa
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
     assert any(a[k].abs().sum() > 0 for k in a if k.endswith("lora_up.weight"))
+
+
+@pytest.fixture(scope="module")
+def tiny_xl(tmp_path_factory):
+    from trainer.models.xl_factory import build_xl_diffusers
+
+    return build_xl_diffusers("tiny-xl", tmp_path_factory.mktemp("xl") / "tiny-xl")
+
+
+def test_sdxl_with_two_processes_matches_one_process(tiny_xl, dataset, tmp_path):
+    """Both text encoders, the pooled text and the size conditioning travel with each sample."""
+    import torch
+    from safetensors.torch import load_file
+
+    common = ["--max_train_steps=3", "--learning_rate=0.05", "--learning_rate_te1=0.01",
+              "--learning_rate_te2=0.02"]
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert run_cli("db", *args(tiny_xl, dataset, single, 4, *common)).returncode == 0
+    result = torchrun("db", *args(tiny_xl, dataset, double, 2, *common))
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = weights(tiny_xl), weights(double / "last")
+    assert any(not torch.equal(before[k], after[k]) for k in before
+               if k.startswith("text_encoder_2."))
+    assert_close(weights(single / "last"), after)
+
+    lora = ["--max_train_steps=3", "--learning_rate=0.05", "--network_dim=4", "--network_alpha=4"]
+    single, double = tmp_path / "lora-single", tmp_path / "lora-double"
+    assert run_cli("lora", *args(tiny_xl, dataset, single, 4, *lora)).returncode == 0
+    result = run_cli("lora", *args(tiny_xl, dataset, double, 2, *lora, "--num_processes=2"),
+                     env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = load_file(str(single / "last.safetensors")), load_file(str(double / "last.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("lora_te2_") for k in a)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
 
 
 def _wait_for_step(out: Path, process: subprocess.Popen, timeout: float = 300) -> None:

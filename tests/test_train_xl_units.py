@@ -139,3 +139,28 @@ def test_long_sdxl_captions_use_both_encoders_and_the_first_windows_pooled_outpu
     # the first window of a long caption ends with EOS after 75 tokens, like the short one
     assert torch.allclose(long.pooled, short.pooled, atol=1e-5)
     assert torch.allclose(long.hidden[:, :76], short.hidden[:, :76], atol=1e-5)
+
+
+def test_text_encoder_weights_past_the_layer_taken_are_left_out_of_training():
+    """DDP refuses trained weights that get no gradient: the layers after the hidden layer a
+    family takes (and the final norm it skips) must not be trained."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from trainer.train.text import TextSettings, encode_with_pooled, unused_parameters
+
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=50, hidden_size=16, intermediate_size=32,
+                                           num_hidden_layers=3, num_attention_heads=2,
+                                           max_position_embeddings=77))
+    ids = torch.randint(0, 50, (1, 77))
+    for settings, fixed, pooled in [(TextSettings(clip_skip=1), None, False),
+                                    (TextSettings(clip_skip=2), None, False),
+                                    (TextSettings(), -2, False)]:
+        encoder.zero_grad(set_to_none=True)
+        hidden, _ = encode_with_pooled(encoder, ids, settings, fixed_layer=fixed, pooled=pooled)
+        hidden.sum().backward()
+        no_gradient = {id(p) for p in encoder.parameters() if p.grad is None}
+        unused = {id(p) for p in unused_parameters(encoder, settings, fixed_layer=fixed,
+                                                   pooled=pooled)}
+        assert unused == no_gradient, (settings, fixed)
+    assert len(unused) == 16 + 2  # SDXL's first encoder: its last layer and the final norm

@@ -135,6 +135,8 @@ class DreamBoothTarget(TrainingTarget):
                 encoder.requires_grad_(True)
                 encoder.train()
                 encoder.to(device=device, dtype=precision.train_dtype)
+                for param in self._unused_parameters(index, encoder):
+                    param.requires_grad_(False)
                 if self.cfg.gradient_checkpointing:
                     encoder.gradient_checkpointing_enable(
                         gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -143,12 +145,22 @@ class DreamBoothTarget(TrainingTarget):
                                                           device)
         self.saved_vae = _freeze(self.bundle.vae, precision.vae_dtype, device)
 
+    def _unused_parameters(self, index: int, encoder) -> list:
+        from .text import TextSettings, unused_parameters
+
+        family = self.family
+        return unused_parameters(
+            encoder, TextSettings(clip_skip=self.cfg.clip_skip),
+            fixed_layer=None if family.clip_skip_applies else family.hidden_layer,
+            pooled=family.pooled_text and index == family.text_encoders - 1)
+
     def param_groups(self) -> list[dict]:
         groups = [{"params": [p for p in self.unet.parameters() if p.requires_grad],
                    "lr": self.cfg.learning_rate, "name": "unet"}]
         for index, name in enumerate(self.family.text_encoder_names):
             if self.te_learns[index]:
-                groups.append({"params": list(self.text_encoders[index].parameters()),
+                encoder = self.text_encoders[index]
+                groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
                                "lr": self.te_rates[index], "name": name})
         return groups
 

@@ -99,6 +99,23 @@ def _encode_window(text_encoder, ids: torch.Tensor, settings: TextSettings,
     return final_layer_norm(text_encoder)(hidden), None
 
 
+def unused_parameters(text_encoder, settings: TextSettings, *, fixed_layer: int | None,
+                      pooled: bool) -> list:
+    """Weights the encoding above never reaches: the layers after the hidden layer taken, and
+    the final LayerNorm when it is not applied. Training leaves them frozen (DDP refuses
+    parameters that get no gradient, and they need no optimizer state)."""
+    if pooled:  # the projected output is taken after the last layer and the final norm
+        return []
+    inner = getattr(text_encoder, "module", text_encoder)
+    inner = getattr(inner, "text_model", inner)
+    layer = fixed_layer if fixed_layer is not None else -(settings.clip_skip or 1)
+    skipped = list(inner.encoder.layers)[len(inner.encoder.layers) + layer + 1:]
+    params = [p for module in skipped for p in module.parameters()]
+    if fixed_layer is not None:
+        params += list(inner.final_layer_norm.parameters())
+    return params
+
+
 def final_layer_norm(text_encoder):
     """The CLIP final LayerNorm, whether or not the model has transformers 4's `text_model` level."""
     inner = getattr(text_encoder, "module", text_encoder)  # unwrap DDP
