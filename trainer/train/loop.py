@@ -100,6 +100,8 @@ def build_loop(session) -> TrainingLoop:
         counts = text_cache.fill_text_cache(conditioning, s.dataset, cfg, write=s.procs.is_main)
         s.reporter.info(f"text encoder outputs cached: {counts['encoded']} captions encoded, "
                         f"{counts['reused']} read from disk")
+        if s.procs.device.type == "cuda":  # the encoders are needed again only for samples
+            text_cache.park_encoders(s.target.forward_text_encoders())
     sampler = None
     if cfg.sample_prompts:
         from .sampling import SampleMaker, SampleSettings

@@ -112,6 +112,10 @@ class SampleMaker:
         modes = [(m, m.training) for m in (unet, *text_encoders, *extras)]
         for module, _ in modes:
             module.eval()
+        # encoders parked off the GPU (cached text outputs) come back while sampling
+        homes = [(e, next(e.parameters()).device) for e in text_encoders]
+        for encoder, _ in homes:
+            encoder.to(self.precision.device)
         paths = []
         try:
             pipe = _pipeline(bundle, unet, text_encoders,
@@ -123,6 +127,8 @@ class SampleMaker:
         finally:
             for module, was_training in modes:
                 module.train(was_training)
+            for encoder, device in homes:
+                encoder.to(device)
         return paths
 
     def _one(self, pipe, text_encoders, index: int, sample: SamplePrompt, step: int,
