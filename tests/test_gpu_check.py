@@ -44,10 +44,7 @@ def test_dry_run_runs_every_preset_bench_and_precision(tmp_path):
     assert [xl[name]["promised_gb"] for name in XL_PRESETS] == [12, 24, 24]
     for name, row in xl.items():
         assert row["resolution"] == "64" and row["estimate_allocated"] > 0, row
-        # A trainer without SDXL training refuses in one line (reported, not a failure of the
-        # check); one with it runs the steps.
-        assert (row["status"], row["steps"]) == ("finished", 3) or \
-            (row["status"] == "refused" and "Stable Diffusion XL" in row["error"]), row
+        assert (row["status"], row["steps"]) == ("finished", 3), row
 
     assert [(r["mode"], r["batch"]) for r in results["bench"]] == [("db", 1), ("lora", 1)]
     for row in results["bench"]:
