@@ -12,6 +12,12 @@ def load_parts(folder: Path):
 
     unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"))
     text = CLIPTextModel.from_pretrained(str(folder / "text_encoder"))
+    for part in (unet, text):
+        # Weights read from a file sit wherever its header length puts them; the CPU's
+        # vectorised sums differ in the last bits between aligned and unaligned memory, which
+        # made comparisons of two models depend on the length of their metadata.
+        for param in part.parameters():
+            param.data = param.data.clone()
     return unet.eval(), text.eval()
 
 
@@ -54,3 +60,37 @@ def randomize(network, seed: int = 0, std: float = 0.05):
             weight = layer.lora_up.weight
             weight.copy_(torch.randn(weight.shape, generator=gen) * std)
     return network
+
+
+def load_lora_weights_without_complaints(pipe, path) -> None:
+    """diffusers' load_lora_weights, failing on any warning of keys it skipped or missed."""
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    collect = Collect()
+    loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    try:
+        pipe.load_lora_weights(str(path))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+    complaints = ("unexpected", "not found", "not loaded", "ignored", "missing")
+    assert not [m for m in collect.messages if any(c in m.lower() for c in complaints)]
+
+
+def assert_clean_failure(result, *fragments):
+    """A CLI refusal: exit 2, one last `error:` line holding each fragment, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]

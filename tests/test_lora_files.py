@@ -1,26 +1,17 @@
 """LoRA files: a real client loads them, they round-trip exactly, carry metadata, fail clearly."""
 
 import json
-import logging
 
 import pytest
 
-from lora_helpers import load_parts, randomize, text_out, token_ids, unet_inputs, unet_out
+from lora_helpers import (load_lora_weights_without_complaints, load_parts, randomize, text_out,
+                          token_ids, unet_inputs, unet_out)
 from trainer.config import BY_NAME
 
 
 @pytest.fixture
 def v1_parts(tiny_model):
     return load_parts(tiny_model("tiny-v1"))
-
-
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 @pytest.mark.parametrize("spec, conv_dim", [("tiny-v1", 2), ("tiny-v2", None)])
@@ -41,17 +32,7 @@ def test_diffusers_loads_every_layer_and_reproduces_our_network(tiny_model, tmp_
     ours, ours_text = unet_out(pipe.unet, inputs), text_out(pipe.text_encoder, ids)
     net.remove()
 
-    collect = _Collect()
-    loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
-    for logger in loggers:
-        logger.addHandler(collect)
-    try:
-        pipe.load_lora_weights(str(path))
-    finally:
-        for logger in loggers:
-            logger.removeHandler(collect)
-    complaints = ("unexpected", "not found", "not loaded", "ignored", "missing")
-    assert not [m for m in collect.messages if any(c in m.lower() for c in complaints)]
+    load_lora_weights_without_complaints(pipe, path)
 
     def wrapped(model):
         return sum(1 for m in model.modules() if getattr(m, "lora_A", None))

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from helpers import run_cli
-from lora_helpers import load_parts, randomize, text_out, token_ids, unet_inputs, unet_out
+from lora_helpers import (assert_clean_failure, load_parts, randomize, text_out,
+                          token_ids, unet_inputs, unet_out)
 
 pytestmark = pytest.mark.slow  # trains, loads models or drives a browser
 
@@ -22,14 +23,6 @@ def lora_files(tiny_model, tmp_path_factory):
     b = randomize(create_network(unet, text, dim=4, alpha=4), seed=2)
     return (a.save(folder / "a.safetensors", metadata={"ss_network_dim": "8"}),
             b.save(folder / "b.safetensors"))
-
-
-def assert_clean_failure(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ") and "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[-1]
 
 
 def test_merge_at_weight_one_matches_the_dynamic_lora(tiny_model, lora_files, tmp_path):

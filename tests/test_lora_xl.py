@@ -4,12 +4,11 @@ SDXL models, merged with each other, resized, described, and refused on the wron
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from helpers import run_cli
-from lora_helpers import randomize
+from lora_helpers import assert_clean_failure, load_lora_weights_without_complaints, randomize
 
 pytestmark = pytest.mark.slow  # builds and loads models
 
@@ -44,14 +43,6 @@ def xl_loras(tiny_xl, tmp_path_factory):
     a = randomize(create_network(unet, encoders, dim=4, alpha=2, conv_dim=2, conv_alpha=1), seed=1)
     b = randomize(create_network(unet, encoders, dim=2, alpha=2), seed=2)
     return a.save(folder / "xa.safetensors"), b.save(folder / "xb.safetensors")
-
-
-def assert_clean_failure(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ") and "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[-1]
 
 
 # ---------------------------------------------------------------------- names on the real SDXL
@@ -115,15 +106,6 @@ def test_real_sdxl_lora_has_the_sgm_names_and_counts_of_sd_scripts(real_sdxl):
 # ---------------------------------------------------------------------- diffusers reads our files
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def _latents(pipe):
     import torch
 
@@ -159,17 +141,7 @@ def test_diffusers_sdxl_pipeline_consumes_every_layer_and_merging_gives_the_same
     ours = _latents(pipe)
     net.remove()
 
-    collect = _Collect()
-    loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
-    for logger in loggers:
-        logger.addHandler(collect)
-    try:
-        pipe.load_lora_weights(str(path))
-    finally:
-        for logger in loggers:
-            logger.removeHandler(collect)
-    complaints = ("unexpected", "not found", "not loaded", "ignored", "missing")
-    assert not [m for m in collect.messages if any(c in m.lower() for c in complaints)]
+    load_lora_weights_without_complaints(pipe, path)
     te1 = [l for l in net.text_encoder_loras if l.lora_name.startswith("lora_te1_")]
     te2 = [l for l in net.text_encoder_loras if l.lora_name.startswith("lora_te2_")]
     assert te1 and te2 and any(l.is_conv for l in net.unet_loras)

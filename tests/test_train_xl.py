@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import make_concept, make_db_dataset, run_cli
-from trainer.runs import read_events
+from test_train_db import base_args, events  # the same run shape as SD 1.x
 
 pytestmark = pytest.mark.slow  # trains and loads models
 
@@ -24,17 +24,6 @@ def tiny_xl(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return make_db_dataset(tmp_path_factory.mktemp("xl-data"), repeats=1, images=3, reg_images=3)
-
-
-def base_args(model: Path, dataset, out: Path, *extra) -> list[str]:
-    train, reg = dataset
-    return ["--pretrained_model_name_or_path", str(model), "--train_data_dir", str(train),
-            "--reg_data_dir", str(reg), "--output_dir", str(out), "--resolution=64",
-            "--train_batch_size=2", "--learning_rate=1e-4", "--seed=7", *extra]
-
-
-def events(out: Path) -> list[dict]:
-    return read_events(out / "events.jsonl")[0]
 
 
 def state_dicts(model: Path) -> dict:
