@@ -170,3 +170,30 @@ def test_caching_text_encoder_outputs_is_refused_when_they_would_change(tiny_xl,
     assert len(errors) == 1 and words in errors[0] and "--cache_text_encoder_outputs" in errors[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "last").exists()
+
+
+def test_sdxl_locon_with_both_encoders_resumes_bit_identical_and_writes_an_sdxl_file(
+        tiny_xl, dataset, tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    common = ["--max_train_steps=4", "--network_dim=4", "--network_alpha=2",
+              "--network_args", "conv_dim=2", "conv_alpha=1", "--text_encoder_lr=5e-5"]
+    whole, parts, resumed = tmp_path / "whole", tmp_path / "parts", tmp_path / "resumed"
+    assert run_cli("lora", *base_args(tiny_xl, dataset, whole, *common)).returncode == 0
+    assert run_cli("lora", *base_args(tiny_xl, dataset, parts, *common, "--save_every_n_steps=2",
+                                      "--save_state")).returncode == 0
+    result = run_cli("lora", *base_args(tiny_xl, dataset, resumed, *common,
+                                        "--resume", str(parts / "at-step00000002-state")))
+    assert result.returncode == 0, result.stderr
+    a, b = load_file(whole / "last.safetensors"), load_file(resumed / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {k.split("_")[1] for k in a} >= {"unet", "te1", "te2"}
+    assert any(k.startswith("lora_unet_input_blocks_") for k in a)
+    trained_te2 = [k for k in a if k.startswith("lora_te2_") and k.endswith("lora_up.weight")]
+    assert any(a[k].abs().sum() > 0 for k in trained_te2)
+    with safe_open(str(whole / "last.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
