@@ -111,7 +111,8 @@ def test_saved_preset_loads_back_into_the_same_form(gui, server):
     saved = json.loads((server.home / "user_presets" / "my-subject.json").read_text())
     assert saved["mode"] == "db" and saved["description"] == "twelve gig, tuned"
     assert saved["learning_rate"] == 3e-6 and saved["train_batch_size"] == 3
-    assert "network_dim" not in saved and "resolution" not in saved  # sparse: defaults left out
+    assert "network_dim" not in saved and "lr_scheduler" not in saved  # sparse: defaults left out
+    assert saved["resolution"] == "512"  # the preset's size, not the model's native one
 
     gui.set("learning_rate", "9e-6")
     gui.set("train_batch_size", "7")
