@@ -1,5 +1,5 @@
 """SDXL through `python -m trainer convert`: diffusers folder -> single file -> diffusers folder
-without changing a weight, read by diffusers' SDXL pipeline; other commands refuse SDXL in one line."""
+without changing a weight, read by diffusers' SDXL pipeline (training SDXL: test_train_xl.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import make_db_dataset, run_cli
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # builds and converts models
 
@@ -100,14 +100,3 @@ def test_the_real_sdxl_configs_are_read_off_the_tensor_shapes():
     one, two = text_configs_from_shapes(state)
     for config, model in ((one, real.text_encoder), (two, real.text_encoder_2)):
         assert config == {k: getattr(model.config, k) for k in config}
-
-
-def test_training_refuses_an_sdxl_model_in_one_line(tiny_xl, tmp_path):
-    train, _ = make_db_dataset(tmp_path / "data", reg_images=0)
-    out = tmp_path / "out"
-    result = run_cli("db", "--pretrained_model_name_or_path", tiny_xl, "--train_data_dir", train,
-                     "--output_dir", out, "--resolution", "64", "--max_train_steps", "1",
-                     timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert "Stable Diffusion XL" in line and "convert" in line
